@@ -1,0 +1,96 @@
+//! `firebreak`: the responder's command line.
+//!
+//! `firebreak plan FILE` shows, without touching AWS, exactly what Firebreak
+//! would do with an event. Output is JSON on stdout; a refusal is one line on
+//! stderr and a non-zero exit, with nothing on stdout, so scripts can rely on
+//! both.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use firebreak_core::{event::MAX_EVENT_BYTES, plan_event, Config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "firebreak",
+    version,
+    about = "Firebreak: automated incident response for AWS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Print the plan for an event as JSON, without touching AWS.
+    Plan {
+        /// The event file (SNS, EventBridge, a GuardDuty finding, a manual
+        /// alert or command), or `-` for standard input.
+        file: String,
+        /// A TOML policy file (overrides FIREBREAK_POLICY_FILE).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Pretty-print the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
+}
+
+/// Reads at most one byte more than the limit, so an endless stdin cannot
+/// exhaust memory and an oversized event is still reported as oversized.
+fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
+    let limit = (MAX_EVENT_BYTES + 1) as u64;
+    let mut buf = Vec::new();
+    if file == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?;
+        f.take(limit)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {file}"))?;
+    }
+    Ok(buf)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Plan {
+            file,
+            policy,
+            pretty,
+        } => {
+            let cfg = Config::from_env(policy.as_deref()).context("configuration")?;
+            let input = read_input(&file)?;
+            let plans = plan_event(&input, &cfg).with_context(|| file.clone())?;
+            let json = if pretty {
+                serde_json::to_string_pretty(&plans)?
+            } else {
+                serde_json::to_string(&plans)?
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{json}")?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of contexts, outermost first.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("firebreak: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! One typed configuration: defaults, then an optional policy file (TOML),
+//! then `FIREBREAK_*` environment variables, each overriding the one before.
+//!
+//! Unknown keys in the policy file and unknown `FIREBREAK_*` variables are
+//! errors: a mistyped allow-list must stop Firebreak at start-up, not leave it
+//! running with an empty one.
+
+use std::collections::BTreeMap;
+
+use globset::GlobMatcher;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::severity::{
+    glob, AlarmPatternSpec, AlertTypeSpec, Rule, RuleSpec, Severity, SeverityConfig,
+};
+
+/// The Logs Insights query for failed-login alarms. It follows the security
+/// event shape the applications log (`event_type`, `success`, `ip_address`).
+pub const DEFAULT_INSIGHTS_QUERY: &str = "fields @timestamp, ip_address\n| filter event_type = \"authentication_attempt\" and success = 0\n| stats count(*) as failures by ip_address\n| sort failures desc\n| limit 50";
+
+/// Retention values CloudWatch Logs accepts, in days.
+pub const RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// Every environment variable Firebreak reads, with what it sets.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("FIREBREAK_POLICY_FILE", "path of the TOML policy file"),
+    (
+        "FIREBREAK_ALLOWLIST",
+        "CIDRs never blocked, comma-separated",
+    ),
+    (
+        "FIREBREAK_ALLOW_PRIVATE",
+        "allow blocking private and reserved addresses",
+    ),
+    (
+        "FIREBREAK_PROTECTED_PRINCIPALS",
+        "user or role names or patterns never touched",
+    ),
+    (
+        "FIREBREAK_PROTECTED_TAG",
+        "tag key that protects an instance or principal",
+    ),
+    (
+        "FIREBREAK_DEFAULT_NACLS",
+        "network ACLs for blocks when the incident names no subnet",
+    ),
+    (
+        "FIREBREAK_NACL_RULE_RANGE",
+        "rule numbers Firebreak may use, e.g. 1-90",
+    ),
+    (
+        "FIREBREAK_MAX_BLOCKS_PER_INCIDENT",
+        "addresses blocked for one incident at most",
+    ),
+    ("FIREBREAK_BLOCK_TTL_HOURS", "hours until a block is lifted"),
+    (
+        "FIREBREAK_LOG_GROUPS",
+        "log groups to query and to keep longer",
+    ),
+    (
+        "FIREBREAK_LOG_RETENTION_DAYS",
+        "retention set when raising monitoring",
+    ),
+    (
+        "FIREBREAK_OFFENDER_THRESHOLD",
+        "failed logins from one address that lead to a block",
+    ),
+    (
+        "FIREBREAK_INSIGHTS_QUERY",
+        "Logs Insights query for failed-login alarms",
+    ),
+    (
+        "FIREBREAK_DRY_RUN",
+        "plan, record and notify, change nothing",
+    ),
+    ("FIREBREAK_RECORDS_BUCKET", "S3 bucket for incident records"),
+    ("FIREBREAK_TEAM_TOPIC_ARN", "SNS topic for the team"),
+    (
+        "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
+        "SNS topic for HIGH and CRITICAL",
+    ),
+];
+
+/// Firebreak's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses inside these are never blocked.
+    pub allowlist: Vec<IpNet>,
+    /// Allow blocking private and reserved addresses (off by default).
+    pub allow_private: bool,
+    /// Patterns of user and role names never touched.
+    pub protected_principals: Vec<String>,
+    protected_matchers: Vec<GlobMatcher>,
+    /// An instance or principal with this tag key is never touched.
+    pub protected_tag: String,
+    /// Network ACLs for blocks when the incident names no subnet.
+    pub default_nacls: Vec<String>,
+    /// Inclusive range of NACL rule numbers Firebreak may use.
+    pub nacl_rule_range: (u16, u16),
+    /// At most this many addresses blocked for one incident.
+    pub max_blocks_per_incident: usize,
+    /// Hours a block lasts before the expirer lifts it.
+    pub block_ttl_hours: u32,
+    /// Log groups for queries and longer retention.
+    pub log_groups: Vec<String>,
+    /// Retention set on those log groups when monitoring is raised.
+    pub log_retention_days: u32,
+    /// Failed logins from one address that lead to a block.
+    pub offender_threshold: u32,
+    /// The Logs Insights query for failed-login alarms.
+    pub insights_query: String,
+    /// Plan, record and notify; change nothing.
+    pub dry_run: bool,
+    /// S3 bucket for incident records.
+    pub records_bucket: Option<String>,
+    /// SNS topic for the team.
+    pub team_topic_arn: Option<String>,
+    /// SNS topic for stakeholders (HIGH and CRITICAL).
+    pub stakeholder_topic_arn: Option<String>,
+    /// Severity rules.
+    pub severity: SeverityConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let protected: Vec<String> = [
+            "*break-glass*",
+            "*breakglass*",
+            "firebreak-*",
+            "OrganizationAccountAccessRole",
+            "AWSServiceRoleFor*",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Config {
+            allowlist: Vec::new(),
+            allow_private: false,
+            protected_matchers: protected.iter().filter_map(|p| glob(p).ok()).collect(),
+            protected_principals: protected,
+            protected_tag: "firebreak:protected".into(),
+            default_nacls: Vec::new(),
+            nacl_rule_range: (1, 90),
+            max_blocks_per_incident: 10,
+            block_ttl_hours: 24,
+            log_groups: Vec::new(),
+            log_retention_days: 365,
+            offender_threshold: 10,
+            insights_query: DEFAULT_INSIGHTS_QUERY.into(),
+            dry_run: false,
+            records_bucket: None,
+            team_topic_arn: None,
+            stakeholder_topic_arn: None,
+            severity: SeverityConfig::defaults(),
+        }
+    }
+}
+
+/// The policy file: every setting may appear, and severity rules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    allowlist: Option<Vec<String>>,
+    allow_private: Option<bool>,
+    protected_principals: Option<Vec<String>>,
+    protected_tag: Option<String>,
+    default_nacls: Option<Vec<String>>,
+    nacl_rule_range: Option<String>,
+    max_blocks_per_incident: Option<usize>,
+    block_ttl_hours: Option<u32>,
+    log_groups: Option<Vec<String>>,
+    log_retention_days: Option<u32>,
+    offender_threshold: Option<u32>,
+    insights_query: Option<String>,
+    dry_run: Option<bool>,
+    records_bucket: Option<String>,
+    team_topic_arn: Option<String>,
+    stakeholder_topic_arn: Option<String>,
+    severity: Option<SeverityFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeverityFile {
+    alarm_default: Option<Severity>,
+    alarm_patterns: Option<Vec<AlarmPatternSpec>>,
+    alert_types: Option<Vec<AlertTypeSpec>>,
+    threat_levels: Option<ThreatLevels>,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThreatLevels {
+    critical: f64,
+    high: f64,
+    medium: f64,
+}
+
+impl Config {
+    /// Reads the process environment and, if `FIREBREAK_POLICY_FILE` (or
+    /// `policy_path`) names one, the policy file.
+    pub fn from_env(policy_path: Option<&str>) -> Result<Config, ConfigError> {
+        let vars: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("FIREBREAK_"))
+            .collect();
+        let path = policy_path
+            .map(str::to_string)
+            .or_else(|| vars.get("FIREBREAK_POLICY_FILE").cloned());
+        let policy = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::PolicyFile {
+                    path: p.clone(),
+                    message: e.to_string(),
+                })?;
+                Some((p, text))
+            }
+            None => None,
+        };
+        Config::load(
+            &vars,
+            policy.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        )
+    }
+
+    /// Builds the configuration from `FIREBREAK_*` variables and the text of
+    /// a policy file (path, contents). Pure: no I/O.
+    pub fn load(
+        vars: &BTreeMap<String, String>,
+        policy: Option<(&str, &str)>,
+    ) -> Result<Config, ConfigError> {
+        for name in vars.keys() {
+            if name.starts_with("FIREBREAK_") && !SETTINGS.iter().any(|(n, _)| n == name) {
+                return Err(ConfigError::Unknown { name: name.clone() });
+            }
+        }
+        let mut cfg = Config::default();
+        if let Some((path, text)) = policy {
+            let file: PolicyFile = toml::from_str(text).map_err(|e| ConfigError::PolicyFile {
+                path: path.into(),
+                message: one_line(&e.to_string()),
+            })?;
+            cfg.apply_file(file).map_err(|e| match e {
+                ConfigError::Value { name, message } => ConfigError::PolicyFile {
+                    path: path.into(),
+                    message: format!("{name}: {message}"),
+                },
+                other => other,
+            })?;
+        }
+        cfg.apply_env(vars)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, f: PolicyFile) -> Result<(), ConfigError> {
+        if let Some(v) = f.allowlist {
+            self.allowlist = v
+                .iter()
+                .map(|s| parse_cidr("allowlist", s))
+                .collect::<Result<_, _>>()?;
+        }
+        set(&mut self.allow_private, f.allow_private);
+        if let Some(v) = f.protected_principals {
+            self.set_protected(v, "protected_principals")?;
+        }
+        set(&mut self.protected_tag, f.protected_tag);
+        set(&mut self.default_nacls, f.default_nacls);
+        if let Some(r) = f.nacl_rule_range {
+            self.nacl_rule_range = parse_range("nacl_rule_range", &r)?;
+        }
+        set(&mut self.max_blocks_per_incident, f.max_blocks_per_incident);
+        set(&mut self.block_ttl_hours, f.block_ttl_hours);
+        set(&mut self.log_groups, f.log_groups);
+        set(&mut self.log_retention_days, f.log_retention_days);
+        set(&mut self.offender_threshold, f.offender_threshold);
+        set(&mut self.insights_query, f.insights_query);
+        set(&mut self.dry_run, f.dry_run);
+        self.records_bucket = f.records_bucket.or(self.records_bucket.take());
+        self.team_topic_arn = f.team_topic_arn.or(self.team_topic_arn.take());
+        self.stakeholder_topic_arn = f
+            .stakeholder_topic_arn
+            .or(self.stakeholder_topic_arn.take());
+        if let Some(s) = f.severity {
+            set(&mut self.severity.alarm_default, s.alarm_default);
+            if let Some(p) = s.alarm_patterns {
+                self.severity.alarm_patterns = SeverityConfig::compile_patterns(p)?;
+            }
+            set(&mut self.severity.alert_types, s.alert_types);
+            if let Some(t) = s.threat_levels {
+                self.severity.threat_levels = vec![
+                    (t.critical, Severity::Critical),
+                    (t.high, Severity::High),
+                    (t.medium, Severity::Medium),
+                ];
+            }
+            self.severity.rules = s
+                .rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| Rule::new(r, i))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim().to_string());
+        if let Some(v) = get("FIREBREAK_ALLOWLIST") {
+            self.allowlist = list(&v)
+                .iter()
+                .map(|s| parse_cidr("FIREBREAK_ALLOWLIST", s))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = get("FIREBREAK_ALLOW_PRIVATE") {
+            self.allow_private = parse_bool("FIREBREAK_ALLOW_PRIVATE", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_PROTECTED_PRINCIPALS") {
+            self.set_protected(list(&v), "FIREBREAK_PROTECTED_PRINCIPALS")?;
+        }
+        if let Some(v) = get("FIREBREAK_PROTECTED_TAG") {
+            self.protected_tag = v;
+        }
+        if let Some(v) = get("FIREBREAK_DEFAULT_NACLS") {
+            self.default_nacls = list(&v);
+        }
+        if let Some(v) = get("FIREBREAK_NACL_RULE_RANGE") {
+            self.nacl_rule_range = parse_range("FIREBREAK_NACL_RULE_RANGE", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_MAX_BLOCKS_PER_INCIDENT") {
+            self.max_blocks_per_incident = parse_num("FIREBREAK_MAX_BLOCKS_PER_INCIDENT", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_BLOCK_TTL_HOURS") {
+            self.block_ttl_hours = parse_num("FIREBREAK_BLOCK_TTL_HOURS", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_LOG_GROUPS") {
+            self.log_groups = list(&v);
+        }
+        if let Some(v) = get("FIREBREAK_LOG_RETENTION_DAYS") {
+            self.log_retention_days = parse_num("FIREBREAK_LOG_RETENTION_DAYS", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_OFFENDER_THRESHOLD") {
+            self.offender_threshold = parse_num("FIREBREAK_OFFENDER_THRESHOLD", &v)?;
+        }
+        if let Some(v) = vars.get("FIREBREAK_INSIGHTS_QUERY") {
+            self.insights_query = v.clone();
+        }
+        if let Some(v) = get("FIREBREAK_DRY_RUN") {
+            self.dry_run = parse_bool("FIREBREAK_DRY_RUN", &v)?;
+        }
+        let opt = |v: Option<String>| v.filter(|s| !s.is_empty());
+        self.records_bucket = opt(get("FIREBREAK_RECORDS_BUCKET")).or(self.records_bucket.take());
+        self.team_topic_arn = opt(get("FIREBREAK_TEAM_TOPIC_ARN")).or(self.team_topic_arn.take());
+        self.stakeholder_topic_arn =
+            opt(get("FIREBREAK_STAKEHOLDER_TOPIC_ARN")).or(self.stakeholder_topic_arn.take());
+        Ok(())
+    }
+
+    fn set_protected(&mut self, patterns: Vec<String>, name: &str) -> Result<(), ConfigError> {
+        self.protected_matchers = patterns
+            .iter()
+            .map(|p| {
+                glob(p).map_err(|message| ConfigError::Value {
+                    name: name.into(),
+                    message,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        self.protected_principals = patterns;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: String| {
+            Err(ConfigError::Value {
+                name: name.into(),
+                message,
+            })
+        };
+        for nacl in &self.default_nacls {
+            if !crate::ids::is_nacl_id(nacl) {
+                return bad(
+                    "default_nacls",
+                    format!("`{nacl}` is not a network ACL id (acl-…)"),
+                );
+            }
+        }
+        if !RETENTION_DAYS.contains(&self.log_retention_days) {
+            return bad(
+                "log_retention_days",
+                format!(
+                    "{} is not a retention CloudWatch Logs accepts ({:?})",
+                    self.log_retention_days, RETENTION_DAYS
+                ),
+            );
+        }
+        if self.max_blocks_per_incident == 0 {
+            return bad("max_blocks_per_incident", "must be at least 1".into());
+        }
+        if self.block_ttl_hours == 0 {
+            return bad("block_ttl_hours", "must be at least 1".into());
+        }
+        if self.protected_tag.trim().is_empty() {
+            return bad("protected_tag", "must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// True when a user or role name matches a protected pattern.
+    pub fn is_protected_principal(&self, name: &str) -> bool {
+        self.protected_matchers.iter().any(|m| m.is_match(name))
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn parse_cidr(name: &str, s: &str) -> Result<IpNet, ConfigError> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| ConfigError::Value {
+            name: name.into(),
+            message: format!("`{s}` is not a CIDR or an address"),
+        })
+}
+
+fn parse_bool(name: &str, s: &str) -> Result<bool, ConfigError> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(ConfigError::Value {
+            name: name.into(),
+            message: format!("`{s}` is not true or false"),
+        }),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, ConfigError> {
+    s.parse().map_err(|_| ConfigError::Value {
+        name: name.into(),
+        message: format!("`{s}` is not a whole number"),
+    })
+}
+
+fn parse_range(name: &str, s: &str) -> Result<(u16, u16), ConfigError> {
+    let err = || ConfigError::Value {
+        name: name.into(),
+        message: format!("`{s}` is not a range like 1-90 within 1-32766"),
+    };
+    let (a, b) = s.split_once('-').ok_or_else(err)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| err())?,
+        b.trim().parse().map_err(|_| err())?,
+    );
+    if a == 0 || a > b || b > 32766 {
+        return Err(err());
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let file = "allowlist = [\"203.0.113.0/24\"]\nnacl_rule_range = \"10-40\"\nlog_groups = [\"/a\"]\n";
+        let cfg = Config::load(
+            &vars(&[("FIREBREAK_LOG_GROUPS", "/b, /c")]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.allowlist,
+            vec!["203.0.113.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(cfg.nacl_rule_range, (10, 40));
+        assert_eq!(cfg.log_groups, vec!["/b", "/c"]);
+        assert_eq!(cfg.max_blocks_per_incident, 10);
+    }
+
+    #[test]
+    fn mistakes_stop_start_up() {
+        let err = Config::load(&vars(&[("FIREBREAK_ALLOWLST", "1.2.3.4")]), None).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("unknown setting FIREBREAK_ALLOWLST"));
+        let err =
+            Config::load(&vars(&[("FIREBREAK_ALLOWLIST", "1.2.3.4, nonsense")]), None).unwrap_err();
+        assert!(err.to_string().contains("`nonsense` is not a CIDR"));
+        let err = Config::load(&vars(&[]), Some(("p.toml", "allow_list = []"))).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `allow_list`"),
+            "{err}"
+        );
+        let err = Config::load(&vars(&[("FIREBREAK_NACL_RULE_RANGE", "50-10")]), None).unwrap_err();
+        assert!(err.to_string().contains("not a range"));
+        let err = Config::load(&vars(&[("FIREBREAK_LOG_RETENTION_DAYS", "42")]), None).unwrap_err();
+        assert!(err.to_string().contains("42 is not a retention"));
+    }
+
+    #[test]
+    fn protected_principals_are_case_insensitive_globs() {
+        let cfg = Config::load(
+            &vars(&[("FIREBREAK_PROTECTED_PRINCIPALS", "*break-glass*,admin")]),
+            None,
+        )
+        .unwrap();
+        assert!(cfg.is_protected_principal("Prod-Break-Glass-Role"));
+        assert!(cfg.is_protected_principal("admin"));
+        assert!(!cfg.is_protected_principal("alice"));
+    }
+}
