@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use firebreak_core::{event::MAX_EVENT_BYTES, plan_event, Config};
+use firebreak_core::{event::MAX_EVENT_BYTES, plan_event, Config, PlanSet, PlanStatus};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,7 +36,45 @@ enum Cmd {
         /// Pretty-print the JSON.
         #[arg(long)]
         pretty: bool,
+        /// A summary for people instead of JSON.
+        #[arg(long, conflicts_with = "pretty")]
+        text: bool,
     },
+}
+
+/// The plan as a person reads it at 3 a.m.: one line per incident, one per action.
+fn summary(plans: &PlanSet) -> String {
+    let mut out = String::new();
+    for p in &plans.incidents {
+        let i = &p.incident;
+        out.push_str(&format!(
+            "{}  {:<8}  {}  {}  (account {}, {}){}{}\n",
+            i.id,
+            i.severity.as_str(),
+            i.source.as_str(),
+            i.incident_type,
+            i.account.as_deref().unwrap_or("-"),
+            i.region.as_deref().unwrap_or("-"),
+            if i.sample { "  [sample]" } else { "" },
+            if p.dry_run { "  [dry run]" } else { "" },
+        ));
+        for a in &p.actions {
+            let mark = match a.status {
+                PlanStatus::Planned => "plan",
+                PlanStatus::Skipped => "SKIP",
+            };
+            out.push_str(&format!(
+                "    {mark}  {:<22} {:<28} {}\n",
+                a.kind.as_str(),
+                a.target,
+                a.reason
+            ));
+        }
+    }
+    for g in &plans.ignored {
+        out.push_str(&format!("ignored record {}: {}\n", g.record, g.reason));
+    }
+    out
 }
 
 /// Reads at most one byte more than the limit, so an endless stdin cannot
@@ -65,17 +103,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             policy,
             pretty,
+            text,
         } => {
             let cfg = Config::from_env(policy.as_deref()).context("configuration")?;
             let input = read_input(&file)?;
             let plans = plan_event(&input, &cfg).with_context(|| file.clone())?;
-            let json = if pretty {
-                serde_json::to_string_pretty(&plans)?
+            let rendered = if text {
+                summary(&plans)
+            } else if pretty {
+                serde_json::to_string_pretty(&plans)? + "\n"
             } else {
-                serde_json::to_string(&plans)?
+                serde_json::to_string(&plans)? + "\n"
             };
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{json}")?;
+            out.write_all(rendered.as_bytes())?;
             out.flush()?;
             Ok(())
         }

@@ -570,7 +570,8 @@ impl Addresses {
     ) {
         let Some(d) = details else { return };
         for raw in [&d.ip_address_v4, &d.ip_address_v6].into_iter().flatten() {
-            match raw.trim().parse::<IpAddr>() {
+            // An IPv4-mapped IPv6 address is its IPv4 address for blocking.
+            match raw.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                 Ok(ip) => {
                     let a = Address { ip, direction, via };
                     if !self.list.contains(&a) {
@@ -651,13 +652,19 @@ fn from_alarm(alarm: &Alarm, cfg: &Config) -> Incident {
         Some(end) => {
             let t = alarm.trigger.clone().unwrap_or_default();
             // The window the alarm evaluated; at least five minutes, at most a day.
-            let secs = (t.period.unwrap_or(300).max(1) * t.evaluation_periods.unwrap_or(1).max(1))
+            // Both numbers come from the event: saturate, never overflow.
+            let secs = t
+                .period
+                .unwrap_or(300)
+                .max(1)
+                .saturating_mul(t.evaluation_periods.unwrap_or(1).max(1))
                 .clamp(300, 86_400);
-            let start = end - chrono::Duration::seconds(secs);
-            ev.alarm_window = Some(Window {
-                start: start.to_rfc3339_opts(SecondsFormat::Secs, true),
-                end: end.to_rfc3339_opts(SecondsFormat::Secs, true),
-            });
+            if let Some(start) = end.checked_sub_signed(chrono::Duration::seconds(secs)) {
+                ev.alarm_window = Some(Window {
+                    start: start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    end: end.to_rfc3339_opts(SecondsFormat::Secs, true),
+                });
+            }
         }
         None => ev.notes.push(format!(
             "StateChangeTime: `{}` is not a timestamp",
@@ -682,7 +689,7 @@ fn parse_ip_field(
 ) -> Result<IpAddr, ParseError> {
     let raw = raw.trim();
     if let Ok(ip) = raw.parse::<IpAddr>() {
-        return Ok(ip);
+        return Ok(ip.to_canonical());
     }
     match raw.parse::<ipnet::IpNet>() {
         Ok(net) if net.prefix_len() == net.max_prefix_len() => Ok(net.addr()),

@@ -1,0 +1,269 @@
+//! Nothing panics, whatever the input; and whatever a (possibly hostile)
+//! event says, the plan keeps the safety envelope.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use firebreak_core::policy::{check_block, reserved_range};
+use firebreak_core::{plan_event, ActionKind, Config, PlanSet, PlanStatus};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn policy() -> &'static Config {
+    static CFG: OnceLock<Config> = OnceLock::new();
+    CFG.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/policy.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Config::load(&BTreeMap::new(), Some(("policy.toml", &text))).unwrap()
+    })
+}
+
+fn sample_events() -> &'static [Value] {
+    static EVENTS: OnceLock<Vec<Value>> = OnceLock::new();
+    EVENTS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push(serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
+            }
+        }
+        out.sort_by_key(|v: &Value| v.to_string());
+        out
+    })
+}
+
+/// The invariants every plan keeps, whatever the input.
+fn assert_envelope(plan: &PlanSet, cfg: &Config) {
+    for p in &plan.incidents {
+        let i = &p.incident;
+        let planned: Vec<_> = p
+            .actions
+            .iter()
+            .filter(|a| a.status == PlanStatus::Planned)
+            .collect();
+        if i.sample {
+            assert!(
+                planned.iter().all(|a| !a.kind.is_containment()),
+                "sample finding plans a change: {planned:?}"
+            );
+        }
+        for a in &planned {
+            match a.kind {
+                ActionKind::BlockIp => {
+                    let net: ipnet::IpNet = a.target.parse().unwrap();
+                    assert_eq!(
+                        check_block(net, cfg),
+                        Ok(net),
+                        "planned block outside the envelope"
+                    );
+                    assert!(
+                        i.subjects.addresses.iter().any(|x| x.ip == net.addr()),
+                        "block of an address the incident does not name"
+                    );
+                }
+                ActionKind::DeactivateAccessKey => {
+                    let named = i.subjects.access_key.as_ref().map(|k| k.id.as_str());
+                    assert_eq!(
+                        named,
+                        Some(a.target.as_str()),
+                        "deactivates a key the incident does not name"
+                    );
+                    assert!(a.target.starts_with("AKIA"));
+                    assert!(!cfg.is_protected_principal(a.params.user_name.as_deref().unwrap()));
+                }
+                ActionKind::RevokeRoleSessions => assert!(!cfg.is_protected_principal(&a.target)),
+                _ => {}
+            }
+        }
+        let blocks = planned
+            .iter()
+            .filter(|a| a.kind == ActionKind::BlockIp)
+            .count();
+        assert!(blocks <= cfg.max_blocks_per_incident);
+    }
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
+        ".{0,20}".prop_map(Value::String),
+        prop_oneof![
+            Just("198.51.100.7"),
+            Just("10.0.0.1"),
+            Just("::1"),
+            Just("2001:db8::1"),
+            Just("GeneratedFindingAccessKeyId"),
+            Just("AKIAIOSFODNN7EXAMPLE"),
+            Just("ASIAY34FZKBOKMUTVV7A"),
+            Just("i-0abc123def4567890"),
+            Just("break-glass-admin"),
+            Just("INBOUND"),
+            Just("OUTBOUND"),
+            Just("AssumedRole"),
+            Just("Root"),
+        ]
+        .prop_map(|s| Value::String(s.into())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    "[a-zA-Z]{1,12}",
+                    Just("Records".to_string()),
+                    Just("Message".to_string()),
+                    Just("detail".to_string()),
+                    Just("severity".to_string()),
+                    Just("ipAddressV4".to_string()),
+                    Just("command".to_string()),
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Replaces the value at a pseudo-random position in `v` with `with`.
+fn mutate(v: &mut Value, mut choice: usize, with: Value) {
+    let mut cur = v;
+    loop {
+        let n = match cur {
+            Value::Object(m) => m.len(),
+            Value::Array(a) => a.len(),
+            _ => 0,
+        };
+        if n == 0 || choice % 5 == 0 {
+            *cur = with;
+            return;
+        }
+        let idx = (choice / 5) % n;
+        choice /= 3;
+        cur = match cur {
+            Value::Object(m) => m.values_mut().nth(idx).unwrap(),
+            Value::Array(a) => &mut a[idx],
+            _ => unreachable!(),
+        };
+    }
+}
+
+/// Re-encodes SNS `Message` strings after mutating inside them, so mutations
+/// reach the nested alarm or finding too.
+fn mutate_nested(v: &mut Value, choice: usize, with: Value) {
+    if let Some(records) = v.get_mut("Records").and_then(Value::as_array_mut) {
+        if let Some(rec) = records.first_mut() {
+            if let Some(Value::String(msg)) = rec.get_mut("Sns").and_then(|s| s.get_mut("Message"))
+            {
+                if let Ok(mut inner) = serde_json::from_str::<Value>(msg) {
+                    mutate(&mut inner, choice, with);
+                    *msg = inner.to_string();
+                    return;
+                }
+            }
+        }
+    }
+    mutate(v, choice, with);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = plan_event(&bytes, policy());
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(v in arb_json()) {
+        let cfg = policy();
+        if let Ok(plan) = plan_event(v.to_string().as_bytes(), cfg) {
+            assert_envelope(&plan, cfg);
+        }
+    }
+
+    #[test]
+    fn mutated_sample_events_keep_the_envelope(which in any::<usize>(), choice in any::<usize>(), with in arb_json()) {
+        let events = sample_events();
+        let mut v = events[which % events.len()].clone();
+        mutate_nested(&mut v, choice, with);
+        let cfg = policy();
+        if let Ok(plan) = plan_event(v.to_string().as_bytes(), cfg) {
+            assert_envelope(&plan, cfg);
+        }
+    }
+
+    #[test]
+    fn no_reserved_address_is_ever_blockable(a in any::<[u8; 4]>()) {
+        let ip = std::net::IpAddr::from(a);
+        let cfg = Config::default();
+        let verdict = check_block(ipnet::IpNet::from(ip), &cfg);
+        prop_assert_eq!(verdict.is_err(), reserved_range(ip).is_some());
+    }
+
+    #[test]
+    fn planning_is_deterministic(which in any::<usize>()) {
+        let events = sample_events();
+        let bytes = events[which % events.len()].to_string();
+        let cfg = policy();
+        prop_assert_eq!(plan_event(bytes.as_bytes(), cfg), plan_event(bytes.as_bytes(), cfg));
+    }
+}
+
+#[test]
+fn reserved_ranges_table() {
+    let cfg = Config::default();
+    for ip in [
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "ff02::1",
+        "::ffff:10.0.0.1",
+        "::ffff:81.2.69.144",
+        "::",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        assert!(
+            check_block(ip.into(), &cfg).is_err(),
+            "{ip} should be refused"
+        );
+    }
+    for ip in [
+        "198.51.100.7",
+        "81.2.69.144",
+        "2001:db8::1",
+        "2a00:1450:4009:81f::200e",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        assert!(
+            check_block(ip.into(), &cfg).is_ok(),
+            "{ip} should be blockable"
+        );
+    }
+    let wide: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+    assert!(check_block(wide, &cfg)
+        .unwrap_err()
+        .contains("wider than one host"));
+    let mut allow = Config::default();
+    allow.allow_private = true;
+    assert!(check_block("10.1.2.3/32".parse().unwrap(), &allow).is_ok());
+}
