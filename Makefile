@@ -14,9 +14,12 @@ test: lint ## format check, clippy (warnings denied), every test
 	$(CARGO) test --workspace --all-targets --locked
 	$(CARGO) test --workspace --doc --locked
 
-lint: ## cargo fmt --check and clippy -D warnings
+lint: ## cargo fmt --check, clippy -D warnings, and the core stays pure
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@# The core must not depend on tokio, an AWS SDK or the Lambda runtime.
+	@if $(CARGO) tree -p firebreak-core -e normal --prefix none --locked | grep -E '^(tokio|aws-sdk-|aws-config|lambda_runtime|hyper) '; then \
+	  echo "crates/core must stay pure: the dependencies above do not belong in it"; exit 1; fi
 
 fmt: ## format the code
 	$(CARGO) fmt --all
