@@ -122,6 +122,20 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Instance {
+    /// An instance known only by its id (a responder's request); its
+    /// network details are looked up when it is isolated.
+    pub fn named(id: &str) -> Instance {
+        Instance {
+            id: sanitize::name(id),
+            subnets: Vec::new(),
+            vpcs: Vec::new(),
+            enis: Vec::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
 /// What the incident is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subjects {
@@ -717,15 +731,7 @@ fn subjects_from_arn(arn: &str, subjects: &mut Subjects) {
     }
     let (service, resource) = (parts[2], parts[5]);
     match (service, resource.split_once('/')) {
-        ("ec2", Some(("instance", id))) => {
-            subjects.instance = Some(Instance {
-                id: sanitize::name(id),
-                subnets: Vec::new(),
-                vpcs: Vec::new(),
-                enis: Vec::new(),
-                tags: BTreeMap::new(),
-            })
-        }
+        ("ec2", Some(("instance", id))) => subjects.instance = Some(Instance::named(id)),
         ("iam", Some(("role", name))) => {
             subjects.role = name.rsplit('/').next().map(sanitize::name)
         }
@@ -849,13 +855,7 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
             i.subjects.role = Some(sanitize::name(role_name))
         }
         CommandOp::IsolateInstance { instance_id } => {
-            i.subjects.instance = Some(Instance {
-                id: sanitize::name(instance_id),
-                subnets: Vec::new(),
-                vpcs: Vec::new(),
-                enis: Vec::new(),
-                tags: BTreeMap::new(),
-            })
+            i.subjects.instance = Some(Instance::named(instance_id))
         }
         CommandOp::Release { .. } => {}
     }
