@@ -12,7 +12,6 @@ help: ## this list
 
 test: lint ## format check, clippy (warnings denied), every test
 	$(CARGO) test --workspace --all-targets --locked
-	$(CARGO) test --workspace --doc --locked
 
 lint: ## cargo fmt --check, clippy -D warnings, and the core stays pure
 	$(CARGO) fmt --all -- --check
