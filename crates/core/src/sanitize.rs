@@ -14,27 +14,40 @@ pub fn clean(s: &str, cap: usize) -> String {
     let mut out = String::with_capacity(s.len().min(cap * 4 + 4));
     // Counted in output characters, so escapes cannot stretch the cap.
     let mut count = 0usize;
+    let mut escaped = String::new();
     for c in s.chars() {
-        let piece = match c {
-            '\n' => "\\n".to_string(),
-            '\r' => "\\r".to_string(),
-            '\t' => "\\t".to_string(),
+        escaped.clear();
+        let piece: &str = match c {
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
             // Bidirectional overrides can make a log line read differently
             // from what it contains.
             c if c.is_control()
                 || ('\u{202a}'..='\u{202e}').contains(&c)
                 || ('\u{2066}'..='\u{2069}').contains(&c) =>
             {
-                format!("\\u{{{:x}}}", c as u32)
+                use std::fmt::Write;
+                let _ = write!(escaped, "\\u{{{:x}}}", c as u32);
+                &escaped
             }
-            c => c.to_string(),
+            // The common case: no allocation per character.
+            c => {
+                if count + 1 > cap {
+                    out.push('…');
+                    return out;
+                }
+                out.push(c);
+                count += 1;
+                continue;
+            }
         };
         let len = piece.chars().count();
         if count + len > cap {
             out.push('…');
             return out;
         }
-        out.push_str(&piece);
+        out.push_str(piece);
         count += len;
     }
     out
