@@ -4,14 +4,26 @@ CARGO ?= cargo
 EVENT ?= events/guardduty-ssh-brute-force.json
 POLICY ?= events/policy.toml
 FUZZ_SECONDS ?= 60
+VENV := .venv
+# The Python tools, pinned: the local AWS emulator, the Lambda build/run
+# tool and the template linter (jsonschema validates the record schema).
+PY_TOOLS := moto[server]==5.2.5 cargo-lambda==1.9.2 cfn-lint==1.58.0 jsonschema==4.26.0
 
-.PHONY: help test lint fmt plan bench fuzz demo clean
+.PHONY: help test lint venv fmt plan bench fuzz demo clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-test: lint ## format check, clippy (warnings denied), every test
+test: lint venv ## format check, clippy (warnings denied), every test (the AWS ones against a local emulator)
 	$(CARGO) test --workspace --all-targets --locked
+
+venv: ## the project's Python venv with the pinned tools (once; again when PY_TOOLS changes)
+	@if [ "$$(cat $(VENV)/.installed 2>/dev/null)" != "$(PY_TOOLS)" ]; then \
+	  echo "installing $(PY_TOOLS) into $(VENV)"; \
+	  python3 -m venv $(VENV) && \
+	  $(VENV)/bin/pip install --quiet --disable-pip-version-check $(foreach t,$(PY_TOOLS),'$(t)') && \
+	  echo "$(PY_TOOLS)" > $(VENV)/.installed; \
+	fi
 
 lint: ## cargo fmt --check, clippy -D warnings, and the core stays pure
 	$(CARGO) fmt --all -- --check

@@ -8,8 +8,11 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use firebreak_aws::{Clients, Executor};
 use firebreak_core::{event::MAX_EVENT_BYTES, plan_event, Config, PlanSet, PlanStatus};
 
 #[derive(Debug, Parser)]
@@ -39,6 +42,18 @@ enum Cmd {
         /// A summary for people instead of JSON.
         #[arg(long, conflicts_with = "pretty")]
         text: bool,
+    },
+    /// Carry out the plan against the AWS account the standard SDK
+    /// configuration points at (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, …).
+    Respond {
+        /// The event file, or `-` for standard input.
+        file: String,
+        /// A TOML policy file (overrides FIREBREAK_POLICY_FILE).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Record and notify what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -97,8 +112,35 @@ fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
+async fn respond(file: &str, policy: Option<&str>, dry_run: bool) -> anyhow::Result<()> {
+    let mut cfg = Config::from_env(policy).context("configuration")?;
+    cfg.dry_run |= dry_run;
+    let input = read_input(file)?;
+    // Bad input is refused before any AWS call.
+    let plans = plan_event(&input, &cfg).with_context(|| file.to_string())?;
+    let executor = Executor::connect(Clients::from_env().await, Arc::new(cfg))
+        .await
+        .context("AWS credentials")?;
+    let response = firebreak_aws::respond(&executor, &plans).await;
+    println!("{}", serde_json::to_string(&response)?);
+    if let Some(failure) = response.failure() {
+        anyhow::bail!("{failure}");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Respond {
+            file,
+            policy,
+            dry_run,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(respond(&file, policy.as_deref(), dry_run))
+        }
         Cmd::Plan {
             file,
             policy,

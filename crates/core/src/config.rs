@@ -79,6 +79,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "plan, record and notify, change nothing",
     ),
     ("FIREBREAK_RECORDS_BUCKET", "S3 bucket for incident records"),
+    (
+        "FIREBREAK_RECORDS_KMS_KEY_ID",
+        "KMS key for the records (SSE-KMS); AES256 when unset",
+    ),
     ("FIREBREAK_TEAM_TOPIC_ARN", "SNS topic for the team"),
     (
         "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
@@ -118,6 +122,8 @@ pub struct Config {
     pub dry_run: bool,
     /// S3 bucket for incident records.
     pub records_bucket: Option<String>,
+    /// KMS key id or ARN for the records; SSE-S3 (AES256) when unset.
+    pub records_kms_key_id: Option<String>,
     /// SNS topic for the team.
     pub team_topic_arn: Option<String>,
     /// SNS topic for stakeholders (HIGH and CRITICAL).
@@ -154,6 +160,7 @@ impl Default for Config {
             insights_query: DEFAULT_INSIGHTS_QUERY.into(),
             dry_run: false,
             records_bucket: None,
+            records_kms_key_id: None,
             team_topic_arn: None,
             stakeholder_topic_arn: None,
             severity: SeverityConfig::defaults(),
@@ -179,6 +186,7 @@ struct PolicyFile {
     insights_query: Option<String>,
     dry_run: Option<bool>,
     records_bucket: Option<String>,
+    records_kms_key_id: Option<String>,
     team_topic_arn: Option<String>,
     stakeholder_topic_arn: Option<String>,
     severity: Option<SeverityFile>,
@@ -283,6 +291,7 @@ impl Config {
         set(&mut self.insights_query, f.insights_query);
         set(&mut self.dry_run, f.dry_run);
         self.records_bucket = f.records_bucket.or(self.records_bucket.take());
+        self.records_kms_key_id = f.records_kms_key_id.or(self.records_kms_key_id.take());
         self.team_topic_arn = f.team_topic_arn.or(self.team_topic_arn.take());
         self.stakeholder_topic_arn = f
             .stakeholder_topic_arn
@@ -356,6 +365,8 @@ impl Config {
         }
         let opt = |v: Option<String>| v.filter(|s| !s.is_empty());
         self.records_bucket = opt(get("FIREBREAK_RECORDS_BUCKET")).or(self.records_bucket.take());
+        self.records_kms_key_id =
+            opt(get("FIREBREAK_RECORDS_KMS_KEY_ID")).or(self.records_kms_key_id.take());
         self.team_topic_arn = opt(get("FIREBREAK_TEAM_TOPIC_ARN")).or(self.team_topic_arn.take());
         self.stakeholder_topic_arn =
             opt(get("FIREBREAK_STAKEHOLDER_TOPIC_ARN")).or(self.stakeholder_topic_arn.take());
@@ -403,8 +414,11 @@ impl Config {
         if self.max_blocks_per_incident == 0 {
             return bad("max_blocks_per_incident", "must be at least 1".into());
         }
-        if self.block_ttl_hours == 0 {
-            return bad("block_ttl_hours", "must be at least 1".into());
+        if self.block_ttl_hours == 0 || self.block_ttl_hours > 24 * 366 {
+            return bad(
+                "block_ttl_hours",
+                "must be between 1 and 8784 (a year): blocks are temporary by design".into(),
+            );
         }
         if self.protected_tag.trim().is_empty() {
             return bad("protected_tag", "must not be empty".into());

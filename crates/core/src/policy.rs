@@ -278,6 +278,46 @@ pub fn plan(incident: Incident, cfg: &Config) -> PlannedIncident {
     }
 }
 
+/// Blocks for addresses found while carrying out the plan (the failed-login
+/// query's offenders). They pass the same envelope as planned blocks: the
+/// incident's hold, the allow-list, refused ranges, the NACLs to use and the
+/// per-incident cap (counting blocks the plan already holds).
+pub fn plan_found_blocks(plan: &PlannedIncident, found: &[IpAddr], cfg: &Config) -> Vec<Action> {
+    let mut incident = plan.incident.clone();
+    incident.subjects.addresses = found
+        .iter()
+        .map(|ip| Address {
+            ip: *ip,
+            direction: Direction::Inbound,
+            via: Via::Network,
+        })
+        .collect();
+    let already = plan
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::BlockIp && a.status == PlanStatus::Planned)
+        .count();
+    let mut capped = cfg.clone();
+    capped.max_blocks_per_incident = cfg.max_blocks_per_incident.saturating_sub(already);
+    let mut p = Planner {
+        incident: &incident,
+        cfg: &capped,
+        hold: hold_reason(&incident),
+        actions: Vec::new(),
+    };
+    plan_blocks(&mut p, |_| Ok(()));
+    let mut actions = p.actions;
+    for a in &mut actions {
+        if a.status == PlanStatus::Planned {
+            a.reason = format!(
+                "offending address from the failed-login query: {}",
+                a.reason
+            );
+        }
+    }
+    actions
+}
+
 /// Why the whole incident may change nothing, if it may not.
 fn hold_reason(i: &Incident) -> Option<String> {
     if i.sample {

@@ -280,3 +280,51 @@ fn attacker_text_is_escaped_and_capped() {
         title.len()
     );
 }
+
+#[test]
+fn addresses_found_by_the_failed_login_query_pass_the_same_envelope() {
+    let mut cfg = policy();
+    cfg.max_blocks_per_incident = 2;
+    let plan = plan_of("alarm-failed-login.json");
+    let incident = &plan.incidents[0];
+    let found: Vec<std::net::IpAddr> = [
+        "198.51.100.23", // blockable
+        "203.0.113.9",   // on the allow-list of events/policy.toml
+        "10.0.0.8",      // private
+        "198.51.100.24", // blockable
+        "198.51.100.25", // over the cap of 2
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let blocks = firebreak_core::policy::plan_found_blocks(incident, &found, &cfg);
+    let got: Vec<(String, PlanStatus)> = blocks
+        .iter()
+        .map(|a| (a.target.clone(), a.status))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("198.51.100.23/32".to_string(), PlanStatus::Planned),
+            ("203.0.113.9/32".to_string(), PlanStatus::Skipped),
+            ("10.0.0.8/32".to_string(), PlanStatus::Skipped),
+            ("198.51.100.24/32".to_string(), PlanStatus::Planned),
+            ("198.51.100.25/32".to_string(), PlanStatus::Skipped),
+        ],
+        "{blocks:#?}"
+    );
+    // They go to the configured NACLs (an alarm names no subnet), inbound.
+    assert_eq!(blocks[0].params.nacls, cfg.default_nacls);
+    assert!(
+        blocks[0].reason.contains("failed-login query"),
+        "{}",
+        blocks[0].reason
+    );
+    assert!(
+        blocks[4]
+            .reason
+            .contains("FIREBREAK_MAX_BLOCKS_PER_INCIDENT"),
+        "{}",
+        blocks[4].reason
+    );
+}

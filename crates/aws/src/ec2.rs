@@ -1,0 +1,741 @@
+//! EC2 containment: network ACL deny entries, instance isolation, snapshots.
+//!
+//! Network ACLs: the NACL itself is the truth. Firebreak reads it, reuses an
+//! existing deny entry for the same CIDR, and allocates rule numbers only
+//! inside its reserved range. A `NetworkAclEntryAlreadyExists` answer means a
+//! concurrent writer took the number: read again and take the next. The
+//! per-direction quota (20 entries including the default rule, unless AWS
+//! raised it for the account) is planned for: when the range or the quota is
+//! full, the oldest Firebreak entry (by its block marker in S3) is evicted.
+//! Entries outside the range are never touched.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, InstanceAttributeName, IpPermission, IpRange, Ipv6Range,
+    NetworkAclEntry, ResourceType, RuleAction, Tag, TagSpecification,
+};
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::error::AwsError;
+use crate::outcome::Step;
+
+/// AWS's default limit of entries per NACL direction, the default rule included.
+pub const DEFAULT_QUOTA: usize = 20;
+/// The default rule every NACL has in each direction.
+const DEFAULT_RULE: i32 = 32767;
+
+/// How a block should be placed.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSpec {
+    /// Outbound rules (egress) rather than inbound (ingress).
+    pub egress: bool,
+    /// Inclusive range of rule numbers Firebreak may use.
+    pub range: (u16, u16),
+    /// Entries allowed per direction, default rule included.
+    pub quota: usize,
+}
+
+/// The NACL of each subnet.
+pub async fn nacls_for_subnets(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+) -> Result<Vec<String>, AwsError> {
+    let out = ec2
+        .describe_network_acls()
+        .filters(
+            Filter::builder()
+                .name("association.subnet-id")
+                .set_values(Some(subnets.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeNetworkAcls", e))?;
+    let mut ids: Vec<String> = out
+        .network_acls()
+        .iter()
+        .filter_map(|n| n.network_acl_id().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(AwsError::local(
+            "DescribeNetworkAcls",
+            "NoNetworkAcl",
+            format!("no network ACL found for {}", subnets.join(", ")),
+        ));
+    }
+    Ok(ids)
+}
+
+fn entry_cidr(e: &NetworkAclEntry) -> Option<IpNet> {
+    e.cidr_block()
+        .or(e.ipv6_cidr_block())
+        .and_then(|c| c.parse::<IpNet>().ok())
+        .map(|n| n.trunc())
+}
+
+async fn entries(
+    ec2: &aws_sdk_ec2::Client,
+    nacl: &str,
+    egress: bool,
+) -> Result<(Vec<NetworkAclEntry>, Option<String>), AwsError> {
+    let out = ec2
+        .describe_network_acls()
+        .network_acl_ids(nacl)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeNetworkAcls", e))?;
+    let acl = out.network_acls().first().ok_or_else(|| {
+        AwsError::local(
+            "DescribeNetworkAcls",
+            "InvalidNetworkAclID.NotFound",
+            format!("no network ACL {nacl}"),
+        )
+    })?;
+    let vpc = acl.vpc_id().map(str::to_string);
+    Ok((
+        acl.entries()
+            .iter()
+            .filter(|e| e.egress() == Some(egress))
+            .cloned()
+            .collect(),
+        vpc,
+    ))
+}
+
+/// Adds (or finds) a deny entry for `cidr` in `nacl`. `age_order` lists
+/// Firebreak's markers for this NACL direction from oldest to newest; a
+/// marker counts only if its rule number still holds its CIDR, and an entry
+/// in the range without a valid marker counts as older than all of them.
+pub async fn block_ip(
+    ec2: &aws_sdk_ec2::Client,
+    nacl: &str,
+    cidr: IpNet,
+    spec: BlockSpec,
+    age_order: &[(i32, IpNet)],
+) -> Result<(Step, i32, Option<(i32, String)>), AwsError> {
+    let direction = if spec.egress { "egress" } else { "ingress" };
+    let mut calls = Vec::new();
+    let mut evicted: Option<(i32, String)> = None;
+    let mut quota = spec.quota;
+    for _attempt in 0..8 {
+        let (list, _vpc) = entries(ec2, nacl, spec.egress).await?;
+        calls.push("DescribeNetworkAcls".to_string());
+        if let Some(e) = list
+            .iter()
+            .find(|e| e.rule_action() == Some(&RuleAction::Deny) && entry_cidr(e) == Some(cidr))
+        {
+            let n = e.rule_number().unwrap_or_default();
+            return Ok((
+                Step::new(
+                    true,
+                    format!("{cidr} already denied ({direction} rule {n} of {nacl})"),
+                    json!({ "network_acl_id": nacl, "egress": spec.egress, "cidr": cidr.to_string(), "rule_number": n, "existed": true }),
+                    calls,
+                ),
+                n,
+                evicted,
+            ));
+        }
+        let used: BTreeSet<i32> = list.iter().filter_map(|e| e.rule_number()).collect();
+        let in_range = |n: i32| n >= i32::from(spec.range.0) && n <= i32::from(spec.range.1);
+        // The default rule counts towards the quota even if a reader omits it.
+        let counted = list.len() + usize::from(!used.contains(&DEFAULT_RULE));
+        let counted_now = counted;
+        let free = (i32::from(spec.range.0)..=i32::from(spec.range.1)).find(|n| !used.contains(n));
+        let number = match free {
+            Some(n) if counted < quota => n,
+            _ => {
+                // Full: evict the oldest Firebreak entry in the range.
+                let ours: Vec<i32> = used.iter().copied().filter(|n| in_range(*n)).collect();
+                let holds = |n: i32, c: IpNet| {
+                    list.iter()
+                        .any(|e| e.rule_number() == Some(n) && entry_cidr(e) == Some(c))
+                };
+                let known: Vec<i32> = age_order
+                    .iter()
+                    .filter(|(n, c)| ours.contains(n) && holds(*n, *c))
+                    .map(|(n, _)| *n)
+                    .collect();
+                let unknown = ours.iter().copied().find(|n| !known.contains(n));
+                let victim = unknown.or_else(|| known.first().copied()).ok_or_else(|| {
+                    AwsError::local(
+                        "CreateNetworkAclEntry",
+                        "NetworkAclEntryLimitExceeded",
+                        format!("{nacl} {direction} is full and holds no Firebreak entry to evict"),
+                    )
+                })?;
+                let victim_cidr = list
+                    .iter()
+                    .find(|e| e.rule_number() == Some(victim))
+                    .and_then(entry_cidr)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                ec2.delete_network_acl_entry()
+                    .network_acl_id(nacl)
+                    .rule_number(victim)
+                    .egress(spec.egress)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("DeleteNetworkAclEntry", e))?;
+                calls.push("DeleteNetworkAclEntry".into());
+                evicted = Some((victim, victim_cidr));
+                victim
+            }
+        };
+        let mut req = ec2
+            .create_network_acl_entry()
+            .network_acl_id(nacl)
+            .rule_number(number)
+            .egress(spec.egress)
+            .protocol("-1")
+            .rule_action(RuleAction::Deny);
+        req = match cidr {
+            IpNet::V4(_) => req.cidr_block(cidr.to_string()),
+            IpNet::V6(_) => req.ipv6_cidr_block(cidr.to_string()),
+        };
+        match req.send().await {
+            Ok(_) => {
+                calls.push("CreateNetworkAclEntry".into());
+                return Ok((
+                    Step::new(
+                        false,
+                        format!("{cidr} denied ({direction} rule {number} of {nacl})"),
+                        json!({
+                            "network_acl_id": nacl, "egress": spec.egress, "cidr": cidr.to_string(),
+                            "rule_number": number, "existed": false,
+                            "evicted": evicted.as_ref().map(|(n, c)| json!({ "rule_number": n, "cidr": c })),
+                        }),
+                        calls,
+                    ),
+                    number,
+                    evicted,
+                ));
+            }
+            Err(e) => {
+                let err = AwsError::from_sdk("CreateNetworkAclEntry", e);
+                if err.is("NetworkAclEntryAlreadyExists") {
+                    // A concurrent writer took the number: read again.
+                    calls.push("CreateNetworkAclEntry (taken)".into());
+                    continue;
+                }
+                if err.is("NetworkAclEntryLimitExceeded") && quota > 2 {
+                    // AWS counts fewer free entries than we did (a writer
+                    // outside our range, or a lower quota): plan with what
+                    // AWS says and evict.
+                    calls.push("CreateNetworkAclEntry (limit)".into());
+                    quota = counted_now.min(quota - 1);
+                    continue;
+                }
+                return Err(err);
+            }
+        }
+    }
+    Err(AwsError::local(
+        "CreateNetworkAclEntry",
+        "TooManyCollisions",
+        format!("could not find a free rule number in {nacl} after 8 tries"),
+    ))
+}
+
+/// Removes a Firebreak deny entry, but only if the rule number still holds
+/// the same CIDR as a deny (a later block may have taken the number).
+pub async fn unblock(
+    ec2: &aws_sdk_ec2::Client,
+    nacl: &str,
+    egress: bool,
+    rule_number: i32,
+    cidr: IpNet,
+) -> Result<Step, AwsError> {
+    let direction = if egress { "egress" } else { "ingress" };
+    let (list, _) = entries(ec2, nacl, egress).await?;
+    let mut calls = vec!["DescribeNetworkAcls".to_string()];
+    let prior = json!({ "network_acl_id": nacl, "egress": egress, "cidr": cidr.to_string(), "rule_number": rule_number });
+    let ours = list.iter().any(|e| {
+        e.rule_number() == Some(rule_number)
+            && e.rule_action() == Some(&RuleAction::Deny)
+            && entry_cidr(e) == Some(cidr)
+    });
+    if !ours {
+        return Ok(Step::new(
+            true,
+            format!("{cidr} is no longer denied by {direction} rule {rule_number} of {nacl}"),
+            prior,
+            calls,
+        ));
+    }
+    ec2.delete_network_acl_entry()
+        .network_acl_id(nacl)
+        .rule_number(rule_number)
+        .egress(egress)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DeleteNetworkAclEntry", e))?;
+    calls.push("DeleteNetworkAclEntry".into());
+    Ok(Step::new(
+        false,
+        format!("{cidr} no longer denied ({direction} rule {rule_number} of {nacl} removed)"),
+        prior,
+        calls,
+    ))
+}
+
+/// Name of the per-VPC group with no rules that isolated ENIs end in.
+pub const ISOLATION_GROUP: &str = "firebreak-isolation";
+/// Name of the per-VPC allow-all group ENIs pass through first: changing to
+/// a group that allows all traffic turns tracked connections untracked, so
+/// the move to the empty group then cuts them at once instead of letting
+/// established sessions live on.
+pub const UNTRACK_GROUP: &str = "firebreak-untrack";
+/// The tag Firebreak puts on what it created or isolated.
+pub const INCIDENT_TAG: &str = "firebreak:incident";
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+fn tags_on(kind: ResourceType, incident_id: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .tags(tag(INCIDENT_TAG, incident_id))
+        .tags(tag("firebreak:managed", "true"))
+        .build()
+}
+
+/// The instance as EC2 describes it now.
+struct LiveInstance {
+    tags: Vec<(String, String)>,
+}
+
+async fn describe_instance(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+) -> Result<LiveInstance, AwsError> {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+    let inst = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .next()
+        .ok_or_else(|| {
+            AwsError::local(
+                "DescribeInstances",
+                "InvalidInstanceID.NotFound",
+                format!("no instance {instance_id}"),
+            )
+        })?;
+    Ok(LiveInstance {
+        tags: inst
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// The group named `name` in `vpc`, created (once per VPC) if missing. A
+/// concurrent creator is handled by reading again on `InvalidGroup.Duplicate`.
+async fn managed_group(
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &str,
+    name: &str,
+    calls: &mut Vec<String>,
+) -> Result<String, AwsError> {
+    for _ in 0..2 {
+        let found = ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc).build())
+            .filters(Filter::builder().name("group-name").values(name).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+        calls.push("DescribeSecurityGroups".into());
+        if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
+            return Ok(id.to_string());
+        }
+        let description = if name == ISOLATION_GROUP {
+            "Firebreak isolation: no traffic in or out"
+        } else {
+            "Firebreak: allows all so tracked connections become untracked before isolation"
+        };
+        let created = ec2
+            .create_security_group()
+            .vpc_id(vpc)
+            .group_name(name)
+            .description(description)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .tags(tag("firebreak:managed", "true"))
+                    .build(),
+            )
+            .send()
+            .await;
+        let id = match created {
+            Ok(o) => o.group_id().unwrap_or_default().to_string(),
+            Err(e) => {
+                let err = AwsError::from_sdk("CreateSecurityGroup", e);
+                if err.is("InvalidGroup.Duplicate") {
+                    continue;
+                }
+                return Err(err);
+            }
+        };
+        calls.push("CreateSecurityGroup".into());
+        let all_v4 = IpRange::builder().cidr_ip("0.0.0.0/0").build();
+        let all_v6 = Ipv6Range::builder().cidr_ipv6("::/0").build();
+        if name == ISOLATION_GROUP {
+            // A new group allows all egress by default; isolation allows nothing.
+            ec2.revoke_security_group_egress()
+                .group_id(&id)
+                .ip_permissions(
+                    IpPermission::builder()
+                        .ip_protocol("-1")
+                        .ip_ranges(all_v4)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("RevokeSecurityGroupEgress", e))?;
+            calls.push("RevokeSecurityGroupEgress".into());
+        } else {
+            ec2.authorize_security_group_ingress()
+                .group_id(&id)
+                .ip_permissions(
+                    IpPermission::builder()
+                        .ip_protocol("-1")
+                        .ip_ranges(all_v4)
+                        .ipv6_ranges(all_v6.clone())
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupIngress", e))?;
+            ec2.authorize_security_group_egress()
+                .group_id(&id)
+                .ip_permissions(
+                    IpPermission::builder()
+                        .ip_protocol("-1")
+                        .ipv6_ranges(all_v6)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupEgress", e))?;
+            calls.push("AuthorizeSecurityGroupIngress".into());
+            calls.push("AuthorizeSecurityGroupEgress".into());
+        }
+        return Ok(id);
+    }
+    Err(AwsError::local(
+        "CreateSecurityGroup",
+        "InvalidGroup.Duplicate",
+        format!("group {name} in {vpc} exists but cannot be read"),
+    ))
+}
+
+fn attached_to(instance_id: &str) -> Filter {
+    Filter::builder()
+        .name("attachment.instance-id")
+        .values(instance_id)
+        .build()
+}
+
+/// One ENI of an instance as EC2 describes it now.
+struct LiveEni {
+    id: String,
+    vpc: String,
+    groups: Vec<String>,
+}
+
+async fn enis_of(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Result<Vec<LiveEni>, AwsError> {
+    let out = ec2
+        .describe_network_interfaces()
+        .filters(attached_to(instance_id))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeNetworkInterfaces", e))?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .map(|n| LiveEni {
+            id: n.network_interface_id().unwrap_or_default().to_string(),
+            vpc: n.vpc_id().unwrap_or_default().to_string(),
+            groups: n
+                .groups()
+                .iter()
+                .filter_map(|g| g.group_id().map(str::to_string))
+                .collect(),
+        })
+        .collect())
+}
+
+async fn set_groups(
+    ec2: &aws_sdk_ec2::Client,
+    eni: &str,
+    groups: &[String],
+) -> Result<(), AwsError> {
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(eni)
+        .set_groups(Some(groups.to_vec()))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ModifyNetworkInterfaceAttribute", e))?;
+    Ok(())
+}
+
+async fn termination_protection(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+) -> Result<bool, AwsError> {
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeInstanceAttribute", e))?;
+    Ok(out
+        .disable_api_termination()
+        .and_then(|v| v.value())
+        .unwrap_or(false))
+}
+
+async fn set_termination_protection(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    on: bool,
+) -> Result<(), AwsError> {
+    ec2.modify_instance_attribute()
+        .instance_id(instance_id)
+        .disable_api_termination(AttributeBooleanValue::builder().value(on).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ModifyInstanceAttribute", e))?;
+    Ok(())
+}
+
+/// Isolates an instance: per ENI, records its security groups, moves it to
+/// the VPC's allow-all group and then to the VPC's empty isolation group;
+/// tags the instance with the incident and turns on termination protection
+/// (so the evidence is not thrown away). An instance that now carries the
+/// protected tag is refused, whatever the signal said.
+pub async fn isolate_instance(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    incident_id: &str,
+    protected_tag: &str,
+) -> Result<Step, AwsError> {
+    let live = describe_instance(ec2, instance_id).await?;
+    let mut calls = vec!["DescribeInstances".to_string()];
+    if live.tags.iter().any(|(k, _)| k == protected_tag) {
+        return Ok(Step::refused(
+            format!("instance {instance_id} carries the protected tag `{protected_tag}`"),
+            calls,
+        ));
+    }
+    let enis = enis_of(ec2, instance_id).await?;
+    calls.push("DescribeNetworkInterfaces".into());
+    if enis.is_empty() {
+        return Err(AwsError::local(
+            "DescribeNetworkInterfaces",
+            "NoNetworkInterface",
+            format!("instance {instance_id} has no network interface to isolate"),
+        ));
+    }
+    let protected_before = termination_protection(ec2, instance_id).await?;
+    calls.push("DescribeInstanceAttribute".into());
+    let mut already = protected_before;
+    let mut recorded = Vec::new();
+    for eni in &enis {
+        let isolation = managed_group(ec2, &eni.vpc, ISOLATION_GROUP, &mut calls).await?;
+        // Ours once it holds the isolation group. (In AWS the ENI then holds
+        // nothing else; moto reports the instance's groups alongside.)
+        if eni.groups.contains(&isolation) {
+            recorded.push(json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "isolation_group": isolation, "already_isolated": true }));
+            continue;
+        }
+        already = false;
+        let untrack = managed_group(ec2, &eni.vpc, UNTRACK_GROUP, &mut calls).await?;
+        set_groups(ec2, &eni.id, std::slice::from_ref(&untrack)).await?;
+        set_groups(ec2, &eni.id, std::slice::from_ref(&isolation)).await?;
+        calls.push("ModifyNetworkInterfaceAttribute".into());
+        calls.push("ModifyNetworkInterfaceAttribute".into());
+        recorded.push(json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "groups": eni.groups, "isolation_group": isolation }));
+    }
+    let tagged = live
+        .tags
+        .iter()
+        .any(|(k, v)| k == INCIDENT_TAG && v == incident_id);
+    if !tagged {
+        already = false;
+        ec2.create_tags()
+            .resources(instance_id)
+            .tags(tag(INCIDENT_TAG, incident_id))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
+        calls.push("CreateTags".into());
+    }
+    if !protected_before {
+        set_termination_protection(ec2, instance_id, true).await?;
+        calls.push("ModifyInstanceAttribute".into());
+    }
+    let detail = if already {
+        format!("instance {instance_id} was already isolated")
+    } else {
+        format!(
+            "instance {instance_id} isolated ({} network interface(s)), tagged, termination protection on",
+            enis.len()
+        )
+    };
+    Ok(Step::new(
+        already,
+        detail,
+        json!({
+            "instance_id": instance_id,
+            "network_interfaces": recorded,
+            "termination_protection": protected_before,
+        }),
+        calls,
+    ))
+}
+
+/// Undo of an isolation, from its recorded prior state: each ENI still in
+/// the isolation group gets its original groups back; termination protection
+/// goes back to what it was. An ENI someone has moved since is left alone.
+pub async fn restore_instance(
+    ec2: &aws_sdk_ec2::Client,
+    prior: &serde_json::Value,
+) -> Result<Step, AwsError> {
+    let instance_id = prior["instance_id"].as_str().unwrap_or_default();
+    let live = enis_of(ec2, instance_id).await?;
+    let mut calls = vec!["DescribeNetworkInterfaces".to_string()];
+    let mut restored = 0;
+    let empty = Vec::new();
+    for rec in prior["network_interfaces"].as_array().unwrap_or(&empty) {
+        let (Some(id), Some(isolation), Some(groups)) = (
+            rec["network_interface_id"].as_str(),
+            rec["isolation_group"].as_str(),
+            rec["groups"].as_array(),
+        ) else {
+            continue;
+        };
+        let original: Vec<String> = groups
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect();
+        // Still as we left it: the isolation group and nothing but the
+        // original groups (moto lists those beside it; AWS does not). A group
+        // someone added since means a human took over: leave it alone.
+        let still_isolated = live.iter().any(|e| {
+            e.id == id
+                && e.groups.iter().any(|g| g == isolation)
+                && e.groups
+                    .iter()
+                    .all(|g| g == isolation || original.contains(g))
+        });
+        if still_isolated && !original.is_empty() {
+            set_groups(ec2, id, &original).await?;
+            calls.push("ModifyNetworkInterfaceAttribute".into());
+            restored += 1;
+        }
+    }
+    if prior["termination_protection"] == json!(false) {
+        set_termination_protection(ec2, instance_id, false).await?;
+        calls.push("ModifyInstanceAttribute".into());
+    }
+    Ok(Step::new(
+        restored == 0,
+        format!(
+            "instance {instance_id}: {restored} network interface(s) back in their original groups"
+        ),
+        prior.clone(),
+        calls,
+    ))
+}
+
+/// A snapshot of every EBS volume attached to the instance, tagged with the
+/// incident. Volumes that already have this incident's snapshot are skipped.
+pub async fn snapshot_volumes(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    incident_id: &str,
+) -> Result<Step, AwsError> {
+    let volumes = ec2
+        .describe_volumes()
+        .filters(attached_to(instance_id))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeVolumes", e))?;
+    let existing = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{INCIDENT_TAG}"))
+                .values(incident_id)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeSnapshots", e))?;
+    let mut calls = vec![
+        "DescribeVolumes".to_string(),
+        "DescribeSnapshots".to_string(),
+    ];
+    let mut snapshots = Vec::new();
+    let mut created = 0;
+    for v in volumes.volumes() {
+        let Some(vol) = v.volume_id() else { continue };
+        if let Some(s) = existing
+            .snapshots()
+            .iter()
+            .find(|s| s.volume_id() == Some(vol))
+        {
+            snapshots
+                .push(json!({ "volume_id": vol, "snapshot_id": s.snapshot_id(), "existed": true }));
+            continue;
+        }
+        let snap = ec2
+            .create_snapshot()
+            .volume_id(vol)
+            .description(format!("Firebreak {incident_id}: {instance_id} {vol}"))
+            .tag_specifications(tags_on(ResourceType::Snapshot, incident_id))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateSnapshot", e))?;
+        calls.push("CreateSnapshot".into());
+        created += 1;
+        snapshots
+            .push(json!({ "volume_id": vol, "snapshot_id": snap.snapshot_id(), "existed": false }));
+    }
+    if snapshots.is_empty() {
+        return Ok(Step::refused(
+            format!("instance {instance_id} has no EBS volume attached"),
+            calls,
+        ));
+    }
+    Ok(Step::new(
+        created == 0,
+        format!(
+            "{} snapshot(s) of the volumes of {instance_id} ({created} new)",
+            snapshots.len()
+        ),
+        json!({ "instance_id": instance_id, "snapshots": snapshots }),
+        calls,
+    ))
+}

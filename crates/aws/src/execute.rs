@@ -1,0 +1,909 @@
+//! Carrying out a plan: containment first and concurrently, then the record,
+//! then the notices. Every action ends `done`, `already_done`, `skipped` or
+//! `failed`; if any containment failed the caller gets an error naming it,
+//! and a retry skips what an earlier run already completed (read back from
+//! the record's per-action objects).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use firebreak_core::policy::{check_block, plan_found_blocks, TrafficDirection};
+use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
+use futures_util::future::join_all;
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tracing::{info, instrument, warn};
+
+use crate::clients::Clients;
+use crate::error::AwsError;
+use crate::logs::Polling;
+use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
+use crate::record::{BlockMarker, RecordStore, Written};
+use crate::{ec2, iam, logs, notify};
+
+/// The version tag of the incident record (see `crates/aws/schema/`).
+pub const RECORD_SCHEMA: &str = "firebreak.incident.v1";
+
+/// Runs plans against one account and region.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    clients: Clients,
+    cfg: Arc<Config>,
+    records: Option<RecordStore>,
+    /// The account the credentials belong to; incidents in another account
+    /// are recorded and notified, never acted on.
+    account: String,
+    polling: Polling,
+}
+
+/// What happened to one incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentReport {
+    /// The incident id.
+    pub id: String,
+    /// Where its record is (`s3://bucket/key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// One outcome per planned action, in plan order, then the blocks the
+    /// failed-login query found.
+    pub actions: Vec<ActionOutcome>,
+}
+
+impl IncidentReport {
+    /// Actions that failed.
+    pub fn failed(&self) -> Vec<&ActionOutcome> {
+        self.actions
+            .iter()
+            .filter(|a| a.status == Status::Failed)
+            .collect()
+    }
+
+    /// A sentence naming every failed containment action, if any failed:
+    /// the caller turns it into an error so the event is retried.
+    pub fn containment_failure(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .failed()
+            .iter()
+            .filter(|a| a.kind.is_containment())
+            .map(|a| {
+                format!(
+                    "{} {} ({})",
+                    a.kind.as_str(),
+                    a.target,
+                    a.error
+                        .as_ref()
+                        .and_then(|e| e.code.clone())
+                        .unwrap_or_else(|| "no code".into())
+                )
+            })
+            .collect();
+        (!failed.is_empty()).then(|| {
+            format!(
+                "incident {}: containment failed: {}",
+                self.id,
+                failed.join("; ")
+            )
+        })
+    }
+
+    /// True when a retry of the failed actions can help.
+    pub fn retryable(&self) -> bool {
+        self.failed()
+            .iter()
+            .any(|a| a.error.as_ref().is_some_and(|e| e.retryable))
+    }
+}
+
+/// The incident record body.
+#[derive(Debug, Serialize)]
+struct Record<'a> {
+    schema: &'static str,
+    recorded_at: String,
+    #[serde(flatten)]
+    plan: &'a PlannedIncident,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn outcome(index: usize, a: &Action, status: Status, detail: impl Into<String>) -> ActionOutcome {
+    ActionOutcome {
+        index,
+        kind: a.kind,
+        target: a.target.clone(),
+        status,
+        detail: detail.into(),
+        prior_state: Value::Null,
+        calls: Vec::new(),
+        error: None,
+        at: now(),
+    }
+}
+
+fn from_result(index: usize, a: &Action, result: Result<Step, AwsError>) -> ActionOutcome {
+    match result {
+        Ok(step) => {
+            let status = match (&step.refused, step.already) {
+                (Some(_), _) => Status::Skipped,
+                (None, true) => Status::AlreadyDone,
+                (None, false) => Status::Done,
+            };
+            ActionOutcome {
+                prior_state: step.prior_state,
+                calls: step.calls,
+                ..outcome(index, a, status, step.detail)
+            }
+        }
+        Err(e) => ActionOutcome {
+            error: Some(ErrorInfo::from(&e)),
+            ..outcome(index, a, Status::Failed, e.to_string())
+        },
+    }
+}
+
+fn param<'a>(a: &'a Action, what: &'static str, v: Option<&'a str>) -> Result<&'a str, AwsError> {
+    v.ok_or_else(|| {
+        AwsError::local(
+            "Execute",
+            "InvalidPlan",
+            format!("{} {} has no {what}", a.kind.as_str(), a.target),
+        )
+    })
+}
+
+impl Executor {
+    /// An executor with clients built once per process. Asks STS which
+    /// account the credentials belong to, so an incident from another
+    /// account is never acted on here.
+    pub async fn connect(clients: Clients, cfg: Arc<Config>) -> Result<Executor, AwsError> {
+        let me = clients
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetCallerIdentity", e))?;
+        let account = me.account().unwrap_or_default().to_string();
+        Ok(Executor::for_account(clients, cfg, account))
+    }
+
+    /// An executor for an account already known (a Lambda function knows
+    /// its own from the ARN it was invoked as), without asking STS.
+    pub fn for_account(clients: Clients, cfg: Arc<Config>, account: impl Into<String>) -> Executor {
+        let records = cfg.records_bucket.as_ref().map(|b| {
+            RecordStore::new(
+                clients.s3.clone(),
+                b.clone(),
+                cfg.records_kms_key_id.clone(),
+            )
+        });
+        Executor {
+            clients,
+            cfg,
+            records,
+            account: account.into(),
+            polling: Polling::default(),
+        }
+    }
+
+    /// Changes how long the failed-login query is waited for.
+    pub fn with_polling(mut self, polling: Polling) -> Executor {
+        self.polling = polling;
+        self
+    }
+
+    /// The account the executor acts in.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    async fn contain(
+        &self,
+        plan: &PlannedIncident,
+        index: usize,
+        a: &Action,
+    ) -> Vec<ActionOutcome> {
+        let i = &plan.incident;
+        let result: Result<Step, AwsError> = match a.kind {
+            ActionKind::DeactivateAccessKey => {
+                match param(a, "user name", a.params.user_name.as_deref()) {
+                    Ok(user) => {
+                        iam::deactivate_access_key(&self.clients.iam, user, &a.target).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            ActionKind::RevokeRoleSessions => {
+                iam::revoke_role_sessions(&self.clients.iam, &a.target, &i.id, Utc::now()).await
+            }
+            ActionKind::BlockIp => self.block(plan, a, plan.dry_run).await,
+            ActionKind::IsolateInstance => {
+                ec2::isolate_instance(&self.clients.ec2, &a.target, &i.id, &self.cfg.protected_tag)
+                    .await
+            }
+            ActionKind::SnapshotVolumes => {
+                ec2::snapshot_volumes(&self.clients.ec2, &a.target, &i.id).await
+            }
+            ActionKind::IncreaseMonitoring => {
+                let days = a
+                    .params
+                    .retention_days
+                    .unwrap_or(self.cfg.log_retention_days);
+                logs::increase_retention(&self.clients.logs, &a.target, days).await
+            }
+            ActionKind::QueryOffendingIps => return self.query_and_block(plan, index, a).await,
+            ActionKind::Release => self.release(a).await,
+            ActionKind::RecordIncident
+            | ActionKind::NotifyTeam
+            | ActionKind::NotifyStakeholders => Err(AwsError::local(
+                "Execute",
+                "InvalidPlan",
+                "bookkeeping is not containment",
+            )),
+        };
+        let o = from_result(index, a, result);
+        match o.status {
+            Status::Failed => {
+                warn!(incident_id = %i.id, action = a.kind.as_str(), target = %a.target, code = o.error.as_ref().and_then(|e| e.code.as_deref()).unwrap_or("-"), "containment failed")
+            }
+            s => {
+                info!(incident_id = %i.id, action = a.kind.as_str(), target = %a.target, status = ?s, "contained")
+            }
+        }
+        vec![o]
+    }
+
+    /// Runs the failed-login query and blocks what it finds. The blocks pass
+    /// the same envelope as planned ones; they are reported after the plan's
+    /// actions and kept inside the query's outcome, so a retry (which runs
+    /// the query again) finds the entries already there.
+    async fn query_and_block(
+        &self,
+        plan: &PlannedIncident,
+        index: usize,
+        a: &Action,
+    ) -> Vec<ActionOutcome> {
+        let (Some(window), Some(query)) = (&a.params.window, &a.params.query) else {
+            return vec![from_result(
+                index,
+                a,
+                Err(AwsError::local(
+                    "StartQuery",
+                    "InvalidPlan",
+                    "the query has no window or text",
+                )),
+            )];
+        };
+        let found = logs::offending_ips(
+            &self.clients.logs,
+            &a.params.log_groups,
+            (&window.start, &window.end),
+            query,
+            a.params.threshold.unwrap_or(self.cfg.offender_threshold),
+            self.polling,
+        )
+        .await;
+        let (offenders, calls) = match found {
+            Ok(f) => f,
+            Err(e) => return vec![from_result(index, a, Err(e))],
+        };
+        let ips: Vec<IpAddr> = offenders.iter().map(|o| o.ip).collect();
+        let blocks = plan_found_blocks(plan, &ips, &self.cfg);
+        let mut derived = Vec::new();
+        for b in &blocks {
+            let o = if b.status == PlanStatus::Skipped {
+                outcome(index, b, Status::Skipped, b.reason.clone())
+            } else {
+                from_result(index, b, self.block(plan, b, plan.dry_run).await)
+            };
+            derived.push(o);
+        }
+        let failed = derived
+            .iter()
+            .filter(|o| o.status == Status::Failed)
+            .count();
+        let placed = derived
+            .iter()
+            .filter(|o| matches!(o.status, Status::Done | Status::AlreadyDone))
+            .count();
+        let summary = offenders
+            .iter()
+            .map(|o| format!("{} ({} failures)", o.ip, o.failures))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut q = ActionOutcome {
+            prior_state: json!({ "offenders": summary, "blocks": derived }),
+            calls,
+            ..outcome(
+                index,
+                a,
+                Status::Done,
+                format!(
+                    "{} address(es) at or over the threshold{}{}; {placed} blocked",
+                    offenders.len(),
+                    if summary.is_empty() { "" } else { ": " },
+                    summary
+                ),
+            )
+        };
+        if failed > 0 {
+            q.status = Status::Failed;
+            q.error = derived.iter().find_map(|o| o.error.clone());
+        }
+        let mut out = vec![q];
+        out.extend(derived);
+        out
+    }
+
+    /// Places one block in every NACL it names, re-checking the safety
+    /// envelope right before the calls, and notes each new entry in the
+    /// block ledger (for the expirer and the eviction order).
+    async fn block(
+        &self,
+        plan: &PlannedIncident,
+        a: &Action,
+        dry_run: bool,
+    ) -> Result<Step, AwsError> {
+        let cidr: IpNet = a.target.parse().map_err(|_| {
+            AwsError::local(
+                "CreateNetworkAclEntry",
+                "InvalidTarget",
+                format!("`{}` is not a CIDR", a.target),
+            )
+        })?;
+        if let Err(why) = check_block(cidr, &self.cfg) {
+            return Ok(Step::refused(why, Vec::new()));
+        }
+        let nacls = if a.params.nacls.is_empty() {
+            ec2::nacls_for_subnets(&self.clients.ec2, &a.params.subnets).await?
+        } else {
+            a.params.nacls.clone()
+        };
+        let egress = a.params.direction == Some(TrafficDirection::Egress);
+        if dry_run {
+            return Ok(Step::refused(
+                format!("dry run: would deny {cidr} in {}", nacls.join(", ")),
+                vec!["DescribeNetworkAcls".into()],
+            ));
+        }
+        let spec = ec2::BlockSpec {
+            egress,
+            range: self.cfg.nacl_rule_range,
+            quota: ec2::DEFAULT_QUOTA,
+        };
+        let hours = a
+            .params
+            .expires_after_hours
+            .unwrap_or(self.cfg.block_ttl_hours);
+        let mut step = Step::new(true, "", Value::Null, Vec::new());
+        let mut placed = Vec::new();
+        let mut details = Vec::new();
+        for nacl in &nacls {
+            let ages = match &self.records {
+                Some(r) => r.block_ages(nacl, egress).await.unwrap_or_else(|e| {
+                    warn!(
+                        code = e.code.as_deref().unwrap_or("-"),
+                        "block ledger unreadable: entries count as oldest"
+                    );
+                    Vec::new()
+                }),
+                None => Vec::new(),
+            };
+            let (s, number, _evicted) =
+                ec2::block_ip(&self.clients.ec2, nacl, cidr, spec, &ages).await?;
+            if !s.already {
+                if let Some(r) = &self.records {
+                    let created = Utc::now();
+                    let marker = BlockMarker {
+                        network_acl_id: nacl.clone(),
+                        egress,
+                        rule_number: number,
+                        cidr: cidr.to_string(),
+                        incident_id: plan.incident.id.clone(),
+                        created_ms: created.timestamp_millis(),
+                        expires_at: TimeDelta::try_hours(i64::from(hours))
+                            .and_then(|d| created.checked_add_signed(d))
+                            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                    };
+                    if let Err(e) = r.put_marker(&marker).await {
+                        // The block stands; only its expiry is unknown.
+                        warn!(code = e.code.as_deref().unwrap_or("-"), %nacl, number, "block marker not written: the expirer will not lift this entry");
+                    }
+                }
+            }
+            step.already &= s.already;
+            step.calls.extend(s.calls);
+            details.push(s.detail);
+            placed.push(s.prior_state);
+        }
+        step.detail = details.join("; ");
+        step.prior_state = json!({ "entries": placed, "expires_after_hours": hours });
+        Ok(step)
+    }
+
+    /// Undoes an earlier incident's actions from its record.
+    async fn release(&self, a: &Action) -> Result<Step, AwsError> {
+        let store = self.records.as_ref().ok_or_else(|| {
+            AwsError::local(
+                "Release",
+                "NoRecords",
+                "FIREBREAK_RECORDS_BUCKET is not set: nothing to release from",
+            )
+        })?;
+        let earlier_id = &a.target;
+        let prefix = store.find_prefix(earlier_id).await?.ok_or_else(|| {
+            AwsError::local(
+                "Release",
+                "NoSuchIncident",
+                format!("no record of incident {earlier_id} in {}", store.bucket()),
+            )
+        })?;
+        let earlier = store.completed(&prefix).await?;
+        let mut calls = vec!["GetObject".to_string(), "ListObjectsV2".to_string()];
+        let mut undone = Vec::new();
+        let mut notes = Vec::new();
+        let mut first_error = None;
+        let wanted = |o: &ActionOutcome| {
+            o.status == Status::Done
+                && a.params
+                    .action
+                    .is_none_or(|n| usize::try_from(n).is_ok_and(|n| n == o.index))
+        };
+        for o in earlier.iter().filter(|o| wanted(o)) {
+            let steps: Vec<Result<Step, AwsError>> = match o.kind {
+                ActionKind::BlockIp => self.unblock_all(store, &o.prior_state).await,
+                ActionKind::QueryOffendingIps => {
+                    let mut v = Vec::new();
+                    for b in o.prior_state["blocks"].as_array().into_iter().flatten() {
+                        if b["status"] == "done" {
+                            v.extend(self.unblock_all(store, &b["prior_state"]).await);
+                        }
+                    }
+                    v
+                }
+                ActionKind::DeactivateAccessKey if a.params.force => {
+                    let user = o.prior_state["user_name"].as_str().unwrap_or_default();
+                    vec![iam::reactivate_access_key(&self.clients.iam, user, &o.target).await]
+                }
+                ActionKind::DeactivateAccessKey => {
+                    notes.push(format!(
+                        "key {} left Inactive: a leaked key is rotated, not re-enabled (\"force\": true re-enables it)",
+                        o.target
+                    ));
+                    Vec::new()
+                }
+                ActionKind::RevokeRoleSessions => vec![
+                    iam::restore_role_policy(
+                        &self.clients.iam,
+                        &o.target,
+                        earlier_id,
+                        o.prior_state["previous_document"].as_str(),
+                    )
+                    .await,
+                ],
+                ActionKind::IsolateInstance => {
+                    vec![ec2::restore_instance(&self.clients.ec2, &o.prior_state).await]
+                }
+                ActionKind::IncreaseMonitoring => vec![
+                    logs::restore_retention(
+                        &self.clients.logs,
+                        &o.target,
+                        o.prior_state["retention_in_days"]
+                            .as_i64()
+                            .and_then(|d| i32::try_from(d).ok()),
+                    )
+                    .await,
+                ],
+                ActionKind::SnapshotVolumes => {
+                    notes.push(format!("snapshots of {} kept as evidence", o.target));
+                    Vec::new()
+                }
+                ActionKind::Release
+                | ActionKind::RecordIncident
+                | ActionKind::NotifyTeam
+                | ActionKind::NotifyStakeholders => Vec::new(),
+            };
+            for s in steps {
+                match s {
+                    Ok(step) => {
+                        calls.extend(step.calls);
+                        undone.push(json!({ "index": o.index, "kind": o.kind, "target": o.target, "detail": step.detail }));
+                    }
+                    Err(e) => {
+                        warn!(incident_id = %earlier_id, action = o.kind.as_str(), code = e.code.as_deref().unwrap_or("-"), "release step failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let detail = if undone.is_empty() && notes.is_empty() {
+            format!("incident {earlier_id} has nothing Firebreak changed that is still in place")
+        } else {
+            let mut parts: Vec<String> = undone
+                .iter()
+                .filter_map(|u| u["detail"].as_str().map(str::to_string))
+                .collect();
+            parts.extend(notes);
+            parts.join("; ")
+        };
+        Ok(Step::new(
+            undone.is_empty(),
+            detail,
+            json!({ "released_incident": earlier_id, "record": prefix, "undone": undone }),
+            calls,
+        ))
+    }
+
+    /// Lifts the entries a block outcome placed (not the ones it found).
+    async fn unblock_all(&self, store: &RecordStore, prior: &Value) -> Vec<Result<Step, AwsError>> {
+        let mut out = Vec::new();
+        for e in prior["entries"].as_array().into_iter().flatten() {
+            if e["existed"] != json!(false) {
+                continue;
+            }
+            let (Some(nacl), Some(egress), Some(rule), Some(cidr)) = (
+                e["network_acl_id"].as_str(),
+                e["egress"].as_bool(),
+                e["rule_number"]
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok()),
+                e["cidr"].as_str().and_then(|c| c.parse::<IpNet>().ok()),
+            ) else {
+                continue;
+            };
+            let r = ec2::unblock(&self.clients.ec2, nacl, egress, rule, cidr).await;
+            if r.is_ok() {
+                if let Err(err) = store.forget_block(nacl, egress, rule, cidr).await {
+                    warn!(
+                        code = err.code.as_deref().unwrap_or("-"),
+                        "block marker not removed"
+                    );
+                }
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    /// Runs one planned incident to the end and reports every outcome.
+    #[instrument(skip_all, fields(incident_id = %plan.incident.id))]
+    pub async fn run(&self, plan: &PlannedIncident) -> IncidentReport {
+        let i = &plan.incident;
+        let prefix = RecordStore::prefix(i, Utc::now());
+        let record_uri = self
+            .records
+            .as_ref()
+            .map(|r| format!("s3://{}/{}incident.json", r.bucket(), prefix));
+        // What an earlier delivery already finished is not done again.
+        let earlier = match &self.records {
+            Some(r) => r.completed(&prefix).await.unwrap_or_else(|e| {
+                warn!(
+                    code = e.code.as_deref().unwrap_or("-"),
+                    "earlier outcomes unreadable; actions are idempotent, running them again"
+                );
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let finished = |index: usize, kind: ActionKind| {
+            earlier.iter().find(|o| o.index == index && o.kind == kind)
+        };
+        // An incident in another account is recorded and notified only.
+        let elsewhere = i
+            .account
+            .as_deref()
+            .filter(|acct| *acct != self.account)
+            .map(|acct| {
+                format!(
+                    "the incident is in account {acct}; Firebreak's credentials act in {}",
+                    self.account
+                )
+            });
+
+        let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; plan.actions.len()];
+        let mut extra = Vec::new();
+        let mut pending = Vec::new();
+        for (index, a) in plan.actions.iter().enumerate() {
+            if !a.kind.is_containment() {
+                continue;
+            }
+            if let Some(prev) = finished(index, a.kind) {
+                let mut o = prev.clone();
+                if o.status == Status::Done {
+                    o.status = Status::AlreadyDone;
+                    o.detail = format!("done by an earlier delivery: {}", o.detail);
+                }
+                outcomes[index] = Some(o);
+            } else if a.status == PlanStatus::Skipped {
+                outcomes[index] = Some(outcome(index, a, Status::Skipped, a.reason.clone()));
+            } else if let Some(why) = &elsewhere {
+                outcomes[index] = Some(outcome(index, a, Status::Skipped, why.clone()));
+            } else if plan.dry_run && a.kind != ActionKind::QueryOffendingIps {
+                // The query only reads; a dry run shows what it would block.
+                outcomes[index] = Some(outcome(
+                    index,
+                    a,
+                    Status::Skipped,
+                    format!("dry run: would {}", a.reason),
+                ));
+            } else {
+                pending.push((index, a));
+            }
+        }
+        let ran_now = !pending.is_empty();
+        let done = join_all(
+            pending
+                .iter()
+                .map(|(index, a)| self.contain(plan, *index, a)),
+        )
+        .await;
+        for group in done {
+            let mut group = group.into_iter();
+            if let Some(o) = group.next() {
+                let idx = o.index;
+                outcomes[idx] = Some(o);
+            }
+            extra.extend(group);
+        }
+
+        // The record: the incident and plan once.
+        for (index, a) in plan.actions.iter().enumerate() {
+            if a.kind != ActionKind::RecordIncident {
+                continue;
+            }
+            let o = match &self.records {
+                None => outcome(
+                    index,
+                    a,
+                    Status::Failed,
+                    "FIREBREAK_RECORDS_BUCKET is not set",
+                ),
+                Some(store) => {
+                    self.write_record(store, plan, &prefix, index, a, record_uri.as_deref())
+                        .await
+                }
+            };
+            outcomes[index] = Some(o);
+        }
+
+        // Notices, with what happened so far. A replay that changed nothing
+        // sends none; a retry that ran containment again tells the team how
+        // it ended.
+        let mut so_far: Vec<ActionOutcome> = outcomes.iter().flatten().cloned().collect();
+        so_far.extend(extra.iter().cloned());
+        for (index, a) in plan.actions.iter().enumerate() {
+            let topic = match a.kind {
+                ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
+                ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
+                _ => continue,
+            };
+            if let Some(prev) = finished(index, a.kind).filter(|_| !ran_now) {
+                let mut o = prev.clone();
+                o.status = Status::AlreadyDone;
+                o.detail = format!("sent by an earlier delivery: {}", o.detail);
+                outcomes[index] = Some(o);
+                continue;
+            }
+            let o = match topic {
+                None if a.kind == ActionKind::NotifyStakeholders => outcome(
+                    index,
+                    a,
+                    Status::Skipped,
+                    "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
+                ),
+                None => outcome(
+                    index,
+                    a,
+                    Status::Failed,
+                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                ),
+                Some(arn) => match notify::publish(
+                    &self.clients.sns,
+                    arn,
+                    plan,
+                    &so_far,
+                    record_uri.as_deref(),
+                )
+                .await
+                {
+                    Ok(id) => outcome(index, a, Status::Done, format!("published message {id}")),
+                    Err(e) => ActionOutcome {
+                        error: Some(ErrorInfo::from(&e)),
+                        ..outcome(index, a, Status::Failed, e.to_string())
+                    },
+                },
+            };
+            outcomes[index] = Some(o);
+        }
+
+        let mut actions: Vec<ActionOutcome> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, o)| {
+                o.unwrap_or_else(|| {
+                    outcome(index, &plan.actions[index], Status::Skipped, "not run")
+                })
+            })
+            .collect();
+        if let Some(store) = &self.records {
+            for o in actions
+                .iter()
+                .filter(|o| o.kind != ActionKind::RecordIncident)
+            {
+                if let Err(e) = store
+                    .put_new(&RecordStore::outcome_key(&prefix, o), o)
+                    .await
+                {
+                    warn!(incident_id = %i.id, code = e.code.as_deref().unwrap_or("-"), "outcome not recorded");
+                }
+            }
+        }
+        actions.extend(extra);
+        IncidentReport {
+            id: i.id.clone(),
+            record: record_uri,
+            actions,
+        }
+    }
+
+    async fn write_record(
+        &self,
+        store: &RecordStore,
+        plan: &PlannedIncident,
+        prefix: &str,
+        index: usize,
+        a: &Action,
+        record_uri: Option<&str>,
+    ) -> ActionOutcome {
+        let body = Record {
+            schema: RECORD_SCHEMA,
+            recorded_at: now(),
+            plan,
+        };
+        let written = store
+            .put_new(&format!("{prefix}incident.json"), &body)
+            .await;
+        let index_written = store.put_index(&plan.incident.id, prefix).await;
+        match written.and_then(|w| index_written.map(|_| w)) {
+            Ok(Written::Created) => outcome(index, a, Status::Done, record_uri.unwrap_or_default()),
+            Ok(Written::AlreadyThere) => outcome(
+                index,
+                a,
+                Status::AlreadyDone,
+                "record already written by an earlier delivery",
+            ),
+            Err(e) => ActionOutcome {
+                error: Some(ErrorInfo::from(&e)),
+                ..outcome(index, a, Status::Failed, e.to_string())
+            },
+        }
+    }
+}
+
+/// One block the expirer looked at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expiry {
+    /// The ledger marker.
+    pub marker: BlockMarker,
+    /// `done` (lifted), `already_done` (the entry was gone or reused) or `failed`.
+    pub status: Status,
+    /// What happened.
+    pub detail: String,
+    /// The failure, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+impl Executor {
+    /// Lifts every block whose time is up, from the block ledger, and files
+    /// a record of each lift under `expired/dt=YYYY-MM-DD/`. Blocks without
+    /// an expiry, and blocks still running, are left alone.
+    pub async fn expire_blocks(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Expiry>, AwsError> {
+        let store = self.records.as_ref().ok_or_else(|| {
+            AwsError::local(
+                "ExpireBlocks",
+                "NoRecords",
+                "FIREBREAK_RECORDS_BUCKET is not set: there is no block ledger",
+            )
+        })?;
+        let mut out = Vec::new();
+        for (key, marker) in store.markers().await? {
+            let due = marker
+                .expires_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t <= now);
+            if !due {
+                continue;
+            }
+            let Ok(cidr) = marker.cidr.parse::<IpNet>() else {
+                continue;
+            };
+            let lifted = ec2::unblock(
+                &self.clients.ec2,
+                &marker.network_acl_id,
+                marker.egress,
+                marker.rule_number,
+                cidr,
+            )
+            .await;
+            let e = match lifted {
+                Ok(step) => {
+                    // The lift is recorded before the marker goes, so a crash
+                    // in between leaves a marker the next run finds done.
+                    let record = json!({ "lifted_at": now.to_rfc3339_opts(SecondsFormat::Secs, true), "marker": marker, "detail": step.detail, "already": step.already });
+                    let name = key.trim_start_matches("blocks/").replace('/', "-");
+                    let rkey = format!("expired/dt={}/{name}", now.format("%Y-%m-%d"));
+                    let recorded = match store.put_new(&rkey, &record).await {
+                        Ok(_) => store.delete(&key).await,
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = recorded {
+                        warn!(code = err.code.as_deref().unwrap_or("-"), %key, "lift not recorded; the next run retries");
+                    }
+                    info!(nacl = %marker.network_acl_id, rule = marker.rule_number, cidr = %marker.cidr, incident_id = %marker.incident_id, "block expired");
+                    Expiry {
+                        status: if step.already {
+                            Status::AlreadyDone
+                        } else {
+                            Status::Done
+                        },
+                        detail: step.detail,
+                        marker,
+                        error: None,
+                    }
+                }
+                Err(err) => Expiry {
+                    status: Status::Failed,
+                    detail: err.to_string(),
+                    error: Some(ErrorInfo::from(&err)),
+                    marker,
+                },
+            };
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+/// What one input event led to: the shape `firebreak respond` prints and
+/// the functions answer with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Response {
+    /// One report per incident.
+    pub incidents: Vec<IncidentReport>,
+    /// Signals that were deliberately not incidents (an alarm back to OK).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<firebreak_core::incident::Ignored>,
+}
+
+impl Response {
+    /// Every failed containment, in one sentence, if any failed.
+    pub fn failure(&self) -> Option<String> {
+        let all: Vec<String> = self
+            .incidents
+            .iter()
+            .filter_map(IncidentReport::containment_failure)
+            .collect();
+        (!all.is_empty()).then(|| all.join(" | "))
+    }
+
+    /// True when retrying the event can help.
+    pub fn retryable(&self) -> bool {
+        self.incidents.iter().any(IncidentReport::retryable)
+    }
+}
+
+/// Carries out every incident of one event, concurrently.
+pub async fn respond(executor: &Executor, plans: &firebreak_core::PlanSet) -> Response {
+    let incidents = join_all(plans.incidents.iter().map(|p| executor.run(p))).await;
+    Response {
+        incidents,
+        ignored: plans.ignored.clone(),
+    }
+}

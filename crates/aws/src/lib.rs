@@ -1,0 +1,24 @@
+//! The only Firebreak crate that talks to AWS.
+//!
+//! Each service has one module of small async functions that do one
+//! containment step idempotently and return the state they changed, so the
+//! record holds enough to undo it. [`execute`] runs a core plan: containment
+//! first and concurrently, then the record, then the notices.
+//!
+//! Errors keep AWS's error code and say whether a retry can help; an
+//! "already done" answer (a key already Inactive, a record already written)
+//! is handled explicitly where it can occur, never by ignoring all errors.
+
+pub mod clients;
+pub mod ec2;
+pub mod error;
+pub mod execute;
+pub mod iam;
+pub mod logs;
+pub mod notify;
+pub mod outcome;
+pub mod record;
+
+pub use clients::Clients;
+pub use error::AwsError;
+pub use execute::{respond, Executor, IncidentReport, Response};

@@ -1,0 +1,117 @@
+//! What happened to each planned action, in the words the record, the notice
+//! and the caller share.
+
+use firebreak_core::ActionKind;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AwsError;
+
+/// The result of one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Firebreak changed the account.
+    Done,
+    /// The account was already in the wanted state; nothing changed.
+    AlreadyDone,
+    /// Not carried out; `detail` says why.
+    Skipped,
+    /// An AWS call failed; `error` has its code.
+    Failed,
+}
+
+/// The outcome of one action, enough to undo it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// Position in the plan.
+    pub index: usize,
+    /// What it did.
+    pub kind: ActionKind,
+    /// What it acted on.
+    pub target: String,
+    /// How it ended.
+    pub status: Status,
+    /// A sentence for people.
+    pub detail: String,
+    /// The state before the change (for undo).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null", default)]
+    pub prior_state: serde_json::Value,
+    /// The AWS operations called, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub calls: Vec<String>,
+    /// The failure, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<ErrorInfo>,
+    /// When it finished (RFC 3339).
+    pub at: String,
+}
+
+/// A failed call as it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// The operation.
+    pub operation: String,
+    /// AWS's error code.
+    pub code: Option<String>,
+    /// The message.
+    pub message: String,
+    /// Whether a retry can help.
+    pub retryable: bool,
+}
+
+impl From<&AwsError> for ErrorInfo {
+    fn from(e: &AwsError) -> ErrorInfo {
+        ErrorInfo {
+            operation: e.operation.to_string(),
+            code: e.code.clone(),
+            message: e.message.clone(),
+            retryable: e.retryable,
+        }
+    }
+}
+
+/// What a successful action reports back to the executor.
+#[derive(Debug, Clone, Default)]
+pub struct Step {
+    /// True when the account already was as wanted.
+    pub already: bool,
+    /// A sentence for people.
+    pub detail: String,
+    /// The state before.
+    pub prior_state: serde_json::Value,
+    /// Operations called.
+    pub calls: Vec<String>,
+    /// Set when a check at execution time refused the change (the account
+    /// moved since the plan, e.g. the instance gained the protected tag);
+    /// the action ends `skipped` with this reason, not `failed`.
+    pub refused: Option<String>,
+}
+
+impl Step {
+    /// A change made (or, with `already`, found made).
+    pub fn new(
+        already: bool,
+        detail: impl Into<String>,
+        prior_state: serde_json::Value,
+        calls: Vec<String>,
+    ) -> Step {
+        Step {
+            already,
+            detail: detail.into(),
+            prior_state,
+            calls,
+            refused: None,
+        }
+    }
+
+    /// A change refused at execution time.
+    pub fn refused(reason: impl Into<String>, calls: Vec<String>) -> Step {
+        let reason = reason.into();
+        Step {
+            detail: reason.clone(),
+            refused: Some(reason),
+            calls,
+            ..Step::default()
+        }
+    }
+}

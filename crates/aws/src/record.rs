@@ -1,0 +1,397 @@
+//! Incident records in S3. Every write is conditional (`If-None-Match: *`):
+//! a replay never overwrites a record, and each action outcome is its own
+//! object, so concurrent runs cannot lose each other's results.
+//!
+//! Layout under the bucket:
+//! `incidents/dt=YYYY-MM-DD/<incident id>/incident.json` and
+//! `incidents/dt=YYYY-MM-DD/<incident id>/actions/<index>-<kind>.json`.
+//! Failed attempts go to `…/actions/<index>-<kind>.failed-<time>.json`, so a
+//! later success can still take the canonical name.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use chrono::{DateTime, Utc};
+use firebreak_core::{Incident, Source};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AwsError;
+use crate::outcome::{ActionOutcome, Status};
+
+/// Where and how records are written.
+#[derive(Debug, Clone)]
+pub struct RecordStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    kms_key_id: Option<String>,
+}
+
+/// Whether a conditional write created the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// This call created it.
+    Created,
+    /// It was already there (a replay); it was left untouched.
+    AlreadyThere,
+}
+
+/// The date an incident's record is filed under. It must not change when the
+/// same incident arrives again, so GuardDuty findings use their first
+/// sighting (their update time moves as they recur).
+pub fn record_date(incident: &Incident, now: DateTime<Utc>) -> String {
+    let stable = match incident.source {
+        Source::Guardduty => incident
+            .evidence
+            .first_seen
+            .as_deref()
+            .or(incident.observed_at.as_deref()),
+        _ => incident.observed_at.as_deref(),
+    };
+    stable
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now)
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+impl RecordStore {
+    /// A store in `bucket`, encrypted with AES256 or the given KMS key.
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        kms_key_id: Option<String>,
+    ) -> RecordStore {
+        RecordStore {
+            s3,
+            bucket: bucket.into(),
+            kms_key_id,
+        }
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The prefix of one incident's objects.
+    pub fn prefix(incident: &Incident, now: DateTime<Utc>) -> String {
+        format!(
+            "incidents/dt={}/{}/",
+            record_date(incident, now),
+            incident.id
+        )
+    }
+
+    /// Writes `body` as JSON at `key` unless something is already there.
+    pub async fn put_new<T: Serialize>(&self, key: &str, body: &T) -> Result<Written, AwsError> {
+        self.put(key, body, true).await
+    }
+
+    async fn put<T: Serialize>(
+        &self,
+        key: &str,
+        body: &T,
+        only_new: bool,
+    ) -> Result<Written, AwsError> {
+        let bytes = serde_json::to_vec_pretty(body)
+            .map_err(|e| AwsError::local("PutObject", "SerializationError", e.to_string()))?;
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .set_if_none_match(only_new.then(|| "*".to_string()))
+            .body(ByteStream::from(bytes));
+        req = match &self.kms_key_id {
+            Some(k) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k),
+            None => req.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        match req.send().await {
+            Ok(_) => Ok(Written::Created),
+            Err(e) => {
+                let err = AwsError::from_sdk("PutObject", e);
+                // 412: someone (an earlier delivery) already wrote it.
+                if err.is("PreconditionFailed") || err.is("ConditionalRequestConflict") {
+                    Ok(Written::AlreadyThere)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The key for an action outcome.
+    pub fn outcome_key(prefix: &str, outcome: &ActionOutcome) -> String {
+        let base = format!(
+            "{prefix}actions/{:03}-{}",
+            outcome.index,
+            outcome.kind.as_str()
+        );
+        match outcome.status {
+            // Final: a later delivery skips the action.
+            Status::Done | Status::AlreadyDone => format!("{base}.json"),
+            // Kept once for the audit trail; not final (a dry run or a
+            // refusal must not stop a later real run).
+            Status::Skipped => format!("{base}.skipped.json"),
+            // Every failed attempt is kept; a retry runs the action again.
+            Status::Failed => format!("{base}.failed-{}.json", outcome.at.replace([':', '.'], "")),
+        }
+    }
+
+    /// Reads a JSON object; `None` when it is missing or not the expected shape.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AwsError> {
+        let body = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let err = AwsError::from_sdk("GetObject", e);
+                if err.is("NoSuchKey") {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        let bytes = body
+            .body
+            .collect()
+            .await
+            .map_err(|e| AwsError::local("GetObject", "ReadError", e.to_string()))?
+            .into_bytes();
+        Ok(serde_json::from_slice::<T>(&bytes).ok())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListObjectsV2", e))?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The index entry that finds an incident's prefix from its id alone
+    /// (a responder's release names only the id, not the date).
+    pub fn index_key(incident_id: &str) -> String {
+        format!("index/{incident_id}.json")
+    }
+
+    /// Writes the index entry for an incident (once).
+    pub async fn put_index(&self, incident_id: &str, prefix: &str) -> Result<Written, AwsError> {
+        self.put_new(
+            &Self::index_key(incident_id),
+            &serde_json::json!({ "incident_id": incident_id, "prefix": prefix }),
+        )
+        .await
+    }
+
+    /// The prefix of an earlier incident's record, if it was recorded here.
+    pub async fn find_prefix(&self, incident_id: &str) -> Result<Option<String>, AwsError> {
+        let v: Option<serde_json::Value> = self.get_json(&Self::index_key(incident_id)).await?;
+        Ok(v.and_then(|v| v["prefix"].as_str().map(str::to_string)))
+    }
+
+    /// Records that Firebreak placed a deny entry (the ledger the block
+    /// expirer and the eviction order read). The NACL stays the truth: a
+    /// marker counts only while its rule number still holds its CIDR.
+    pub async fn put_marker(&self, m: &BlockMarker) -> Result<(), AwsError> {
+        let prefix = BlockMarker::rule_prefix(&m.network_acl_id, m.egress, m.rule_number);
+        let stale = self.list(&prefix).await?;
+        self.put(&m.key(), m, false).await?;
+        for key in stale.iter().filter(|k| **k != m.key()) {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes one object.
+    pub async fn delete(&self, key: &str) -> Result<(), AwsError> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteObject", e))?;
+        Ok(())
+    }
+
+    /// The markers of one NACL direction, oldest first, read from the keys
+    /// alone (one list call, no reads).
+    pub async fn block_ages(
+        &self,
+        nacl: &str,
+        egress: bool,
+    ) -> Result<Vec<(i32, IpNet)>, AwsError> {
+        let mut found: Vec<(i64, i32, IpNet)> = self
+            .list(&BlockMarker::direction_prefix(nacl, egress))
+            .await?
+            .iter()
+            .filter_map(|k| BlockMarker::parse_key(k))
+            .map(|(rule, created, cidr)| (created, rule, cidr))
+            .collect();
+        found.sort();
+        Ok(found
+            .into_iter()
+            .map(|(_, rule, cidr)| (rule, cidr))
+            .collect())
+    }
+
+    /// Removes the markers of a lifted entry.
+    pub async fn forget_block(
+        &self,
+        nacl: &str,
+        egress: bool,
+        rule: i32,
+        cidr: IpNet,
+    ) -> Result<(), AwsError> {
+        for key in self
+            .list(&BlockMarker::rule_prefix(nacl, egress, rule))
+            .await?
+        {
+            if BlockMarker::parse_key(&key).is_some_and(|(_, _, c)| c == cidr) {
+                self.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every block marker, for the expirer.
+    pub async fn markers(&self) -> Result<Vec<(String, BlockMarker)>, AwsError> {
+        let mut out = Vec::new();
+        for key in self.list("blocks/").await? {
+            if let Some(m) = self.get_json::<BlockMarker>(&key).await? {
+                out.push((key, m));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Final outcomes an earlier run recorded (`done` and `already_done`;
+    /// skipped and failed attempts are kept under other names and are not
+    /// final, so a later run tries those actions again).
+    pub async fn completed(&self, prefix: &str) -> Result<Vec<ActionOutcome>, AwsError> {
+        let mut out = Vec::new();
+        for key in self.list(&format!("{prefix}actions/")).await? {
+            if key.contains(".failed-") || key.ends_with(".skipped.json") {
+                continue;
+            }
+            if let Some(o) = self.get_json::<ActionOutcome>(&key).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One deny entry Firebreak placed, as the ledger keeps it. The key holds
+/// the rule number, the creation time and the CIDR so that one list call
+/// gives the eviction order:
+/// `blocks/<nacl>/<ingress|egress>/<rule>/<created ms>_<cidr with / as _>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMarker {
+    /// The NACL.
+    pub network_acl_id: String,
+    /// Outbound rule.
+    pub egress: bool,
+    /// The rule number.
+    pub rule_number: i32,
+    /// The denied CIDR.
+    pub cidr: String,
+    /// The incident that placed it.
+    pub incident_id: String,
+    /// Milliseconds since the epoch.
+    pub created_ms: i64,
+    /// When the expirer lifts it (RFC 3339); never when absent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<String>,
+}
+
+impl BlockMarker {
+    fn direction_prefix(nacl: &str, egress: bool) -> String {
+        let dir = if egress { "egress" } else { "ingress" };
+        format!("blocks/{nacl}/{dir}/")
+    }
+
+    fn rule_prefix(nacl: &str, egress: bool, rule: i32) -> String {
+        format!("{}{rule:05}/", Self::direction_prefix(nacl, egress))
+    }
+
+    /// Its object key.
+    pub fn key(&self) -> String {
+        format!(
+            "{}{:013}_{}.json",
+            Self::rule_prefix(&self.network_acl_id, self.egress, self.rule_number),
+            self.created_ms,
+            self.cidr.replace('/', "_")
+        )
+    }
+
+    fn parse_key(key: &str) -> Option<(i32, i64, IpNet)> {
+        let mut parts = key.rsplit('/');
+        let file = parts.next()?.strip_suffix(".json")?;
+        let rule = parts.next()?.parse().ok()?;
+        let (created, cidr) = file.split_once('_')?;
+        let cidr = cidr.rsplit_once('_').map(|(a, p)| format!("{a}/{p}"))?;
+        Some((rule, created.parse().ok()?, cidr.parse().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_keys_carry_rule_time_and_cidr() {
+        for cidr in ["198.51.100.7/32", "2001:db8::4/128"] {
+            let m = BlockMarker {
+                network_acl_id: "acl-0a1b2c3d4e5f60718".into(),
+                egress: false,
+                rule_number: 7,
+                cidr: cidr.into(),
+                incident_id: "fb-00000000000000000000".into(),
+                created_ms: 1_790_000_000_123,
+                expires_at: None,
+            };
+            let key = m.key();
+            assert!(
+                key.starts_with("blocks/acl-0a1b2c3d4e5f60718/ingress/00007/"),
+                "{key}"
+            );
+            assert_eq!(
+                BlockMarker::parse_key(&key),
+                Some((7, 1_790_000_000_123, cidr.parse().unwrap()))
+            );
+        }
+        assert_eq!(
+            BlockMarker::parse_key("blocks/acl-1/ingress/x/1_a.json"),
+            None
+        );
+    }
+}

@@ -1,0 +1,952 @@
+//! The adapter against a real local AWS (moto over HTTP), asserting the
+//! account's state afterwards through the SDK.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_iam::types::StatusType;
+use firebreak_aws::outcome::{ActionOutcome, Status};
+use firebreak_aws::{Clients, Executor, IncidentReport};
+use firebreak_core::{plan_event, ActionKind, Config};
+use serde_json::Value;
+use support::Emulator;
+
+struct Account {
+    clients: Clients,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    cfg: Arc<Config>,
+}
+
+/// Seeds the bucket, the topics and an SQS queue subscribed to the team topic.
+async fn account(emu: &Emulator, bucket: &str) -> Account {
+    let sdk = emu.sdk_config().await;
+    let clients = Clients::from_config(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    support::create_bucket(&clients.s3, bucket).await;
+    let team = clients
+        .sns
+        .create_topic()
+        .name("firebreak-team")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let stakeholders = clients
+        .sns
+        .create_topic()
+        .name("firebreak-stakeholders")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("team-inbox")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    clients
+        .sns
+        .subscribe()
+        .topic_arn(&team)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "false")
+        .send()
+        .await
+        .unwrap();
+    let vars: BTreeMap<String, String> = [
+        ("FIREBREAK_RECORDS_BUCKET", bucket.to_string()),
+        ("FIREBREAK_TEAM_TOPIC_ARN", team),
+        ("FIREBREAK_STAKEHOLDER_TOPIC_ARN", stakeholders),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let cfg = Arc::new(Config::load(&vars, None).unwrap());
+    Account {
+        clients,
+        sqs,
+        queue_url,
+        cfg,
+    }
+}
+
+fn event(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+async fn notices(acct: &Account) -> Vec<Value> {
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let r = acct
+            .sqs
+            .receive_message()
+            .queue_url(&acct.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in r.messages() {
+            out.push(serde_json::from_str::<Value>(m.body().unwrap()).unwrap());
+        }
+        if r.messages().is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+fn action(r: &IncidentReport, k: ActionKind) -> &ActionOutcome {
+    r.actions
+        .iter()
+        .find(|a| a.kind == k)
+        .unwrap_or_else(|| panic!("no {} in {r:#?}", k.as_str()))
+}
+
+fn status_of(r: &IncidentReport, k: ActionKind) -> Status {
+    action(r, k).status
+}
+
+/// Plans one event (JSON) and runs its only incident.
+async fn run_one(exec: &Executor, cfg: &Config, event: &Value) -> IncidentReport {
+    let plan = plan_event(event.to_string().as_bytes(), cfg).unwrap();
+    assert_eq!(plan.incidents.len(), 1);
+    exec.run(&plan.incidents[0]).await
+}
+
+async fn objects(acct: &Account, bucket: &str) -> Vec<String> {
+    let r = acct
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    r.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaked_key_only_the_named_key_goes_inactive_once() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-leaked-key").await;
+    let iam = &acct.clients.iam;
+    let keys = support::user_with_keys(iam, "ci-deployer", 2).await;
+    let (k1, k2) = (keys[0].as_str(), keys[1].as_str());
+
+    let mut ev = event("guardduty-leaked-key.json");
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = k1.into();
+    let bytes = ev.to_string();
+    let plan = plan_event(bytes.as_bytes(), &acct.cfg).unwrap();
+    let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap();
+
+    let first = exec.run(&plan.incidents[0]).await;
+    assert_eq!(
+        status_of(&first, ActionKind::DeactivateAccessKey),
+        Status::Done,
+        "{first:#?}"
+    );
+    assert_eq!(status_of(&first, ActionKind::RecordIncident), Status::Done);
+    assert_eq!(status_of(&first, ActionKind::NotifyTeam), Status::Done);
+    assert!(first.failed().is_empty(), "{first:#?}");
+
+    let keys = iam
+        .list_access_keys()
+        .user_name("ci-deployer")
+        .send()
+        .await
+        .unwrap();
+    let status = |id: &str| {
+        keys.access_key_metadata()
+            .iter()
+            .find(|k| k.access_key_id() == Some(id))
+            .unwrap()
+            .status()
+            .cloned()
+    };
+    assert_eq!(status(k1), Some(StatusType::Inactive), "the named key");
+    assert_eq!(
+        status(k2),
+        Some(StatusType::Active),
+        "the user's other key is untouched"
+    );
+    let deact = action(&first, ActionKind::DeactivateAccessKey);
+    assert_eq!(
+        deact.prior_state["status"], "Active",
+        "prior state recorded for undo"
+    );
+
+    let notes = notices(&acct).await;
+    assert_eq!(notes.len(), 1, "one notice to the team");
+    assert_eq!(notes[0]["MessageAttributes"]["severity"]["Value"], "HIGH");
+    assert_eq!(
+        notes[0]["MessageAttributes"]["source"]["Value"],
+        "guardduty"
+    );
+    assert!(notes[0]["Subject"].as_str().unwrap().len() < 100);
+    assert!(notes[0]["Message"]
+        .as_str()
+        .unwrap()
+        .contains("\"command\":\"release\""));
+
+    // The same event again: nothing changes, no second record, no second notice.
+    let objects_before = objects(&acct, "records-leaked-key").await;
+    let second = exec.run(&plan.incidents[0]).await;
+    assert_eq!(
+        status_of(&second, ActionKind::DeactivateAccessKey),
+        Status::AlreadyDone
+    );
+    assert_eq!(
+        status_of(&second, ActionKind::RecordIncident),
+        Status::AlreadyDone
+    );
+    assert_eq!(
+        status_of(&second, ActionKind::NotifyTeam),
+        Status::AlreadyDone
+    );
+    assert_eq!(
+        objects(&acct, "records-leaked-key").await,
+        objects_before,
+        "a replay writes nothing new"
+    );
+    assert!(
+        objects_before
+            .iter()
+            .filter(|k| k.ends_with("/incident.json"))
+            .count()
+            == 1
+    );
+    assert!(
+        notices(&acct).await.is_empty(),
+        "a replay sends no second notice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_credentials_revoke_the_roles_older_sessions() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-temp-creds").await;
+    let iam = &acct.clients.iam;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    iam.create_role()
+        .role_name("app-server-role")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    let ev = event("guardduty-temporary-credentials.json");
+    let plan = plan_event(ev.to_string().as_bytes(), &acct.cfg).unwrap();
+    let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap();
+    let report = exec.run(&plan.incidents[0]).await;
+    let revoke = action(&report, ActionKind::RevokeRoleSessions);
+    assert_eq!(revoke.status, Status::Done, "{report:#?}");
+    let policy = iam
+        .get_role_policy()
+        .role_name("app-server-role")
+        .policy_name(firebreak_aws::iam::REVOKE_POLICY_NAME)
+        .send()
+        .await
+        .unwrap();
+    // IAM returns the document URL-encoded.
+    let doc: Value =
+        serde_json::from_str(&firebreak_aws::iam::decode_policy(policy.policy_document())).unwrap();
+    let statement = &doc["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(statement["Action"], "*");
+    assert!(
+        statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string(),
+        "{doc}"
+    );
+    let again = exec.run(&plan.incidents[0]).await;
+    assert_eq!(
+        status_of(&again, ActionKind::RevokeRoleSessions),
+        Status::AlreadyDone
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_finding_changes_nothing_but_is_recorded() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-sample").await;
+    let plan = plan_event(
+        event("guardduty-sample-finding.json")
+            .to_string()
+            .as_bytes(),
+        &acct.cfg,
+    )
+    .unwrap();
+    let report = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap()
+        .run(&plan.incidents[0])
+        .await;
+    for a in &report.actions {
+        if a.kind.is_containment() {
+            assert_eq!(a.status, Status::Skipped, "{a:?}");
+            assert!(a.calls.is_empty());
+        }
+    }
+    let keys = objects(&acct, "records-sample").await;
+    assert!(
+        keys.iter().any(|k| k.ends_with("/incident.json")),
+        "{keys:?}"
+    );
+    assert_eq!(notices(&acct).await.len(), 1);
+}
+
+async fn deny_entries(acct: &Account, nacl: &str, egress: bool) -> Vec<(i32, String)> {
+    let out = acct
+        .clients
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(nacl)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(i32, String)> = out.network_acls()[0]
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.egress() == Some(egress)
+                && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny)
+        })
+        .filter(|e| e.rule_number() != Some(32767))
+        .map(|e| {
+            (
+                e.rule_number().unwrap(),
+                e.cidr_block().or(e.ipv6_cidr_block()).unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_brute_force_is_denied_at_the_subnets_nacl_once() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-brute-force").await;
+    let (vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let mut ev = event("guardduty-ssh-brute-force.json");
+    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["subnetId"] =
+        subnet.clone().into();
+    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["vpcId"] = vpc.into();
+    // The production tag rule of events/policy.toml makes this HIGH.
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/policy.toml"),
+    )
+    .unwrap();
+    let mut vars = BTreeMap::new();
+    vars.insert(
+        "FIREBREAK_RECORDS_BUCKET".to_string(),
+        "records-brute-force".to_string(),
+    );
+    vars.insert(
+        "FIREBREAK_TEAM_TOPIC_ARN".to_string(),
+        acct.cfg.team_topic_arn.clone().unwrap(),
+    );
+    let cfg = Arc::new(Config::load(&vars, Some(("policy.toml", &policy))).unwrap());
+    let plan = plan_event(ev.to_string().as_bytes(), &cfg).unwrap();
+    let exec = Executor::connect(acct.clients.clone(), cfg.clone())
+        .await
+        .unwrap();
+    let report = exec.run(&plan.incidents[0]).await;
+    let block = action(&report, ActionKind::BlockIp);
+    assert_eq!(block.status, Status::Done, "{block:?}");
+    let entries = deny_entries(&acct, &nacl, false).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].1, "198.51.100.77/32");
+    assert!(
+        (1..=90).contains(&entries[0].0),
+        "inside the reserved range"
+    );
+    assert!(
+        deny_entries(&acct, &nacl, true).await.is_empty(),
+        "nothing on egress"
+    );
+    // Again: the NACL is the truth, nothing is added.
+    let exec2 = Executor::connect(
+        acct.clients.clone(),
+        Arc::new(Config::load(&BTreeMap::new(), Some(("policy.toml", &policy))).unwrap()),
+    )
+    .await
+    .unwrap();
+    let again = exec2.run(&plan.incidents[0]).await;
+    assert_eq!(status_of(&again, ActionKind::BlockIp), Status::AlreadyDone);
+    assert_eq!(deny_entries(&acct, &nacl, false).await, entries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_range_evicts_its_oldest_entry_and_never_a_foreign_one() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-range").await;
+    let (_vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let ec2 = &acct.clients.ec2;
+    // Someone else's deny entries, just outside Firebreak's range.
+    for (n, cidr) in [(4, "192.0.2.1/32"), (50, "192.0.2.2/32")] {
+        ec2.create_network_acl_entry()
+            .network_acl_id(&nacl)
+            .rule_number(n)
+            .egress(false)
+            .protocol("-1")
+            .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut vars = BTreeMap::new();
+    vars.insert("FIREBREAK_NACL_RULE_RANGE".to_string(), "1-3".to_string());
+    vars.insert(
+        "FIREBREAK_RECORDS_BUCKET".to_string(),
+        "records-range".to_string(),
+    );
+    let cfg = Config::load(&vars, None).unwrap();
+    let exec = Executor::connect(acct.clients.clone(), Arc::new(cfg.clone()))
+        .await
+        .unwrap();
+    let block = |ip: &str| serde_json::json!({"command": "block_ip", "ip": ip, "subnet_ids": [subnet], "requested_by": "test", "reason": "range test"});
+    let mut ids = BTreeMap::new();
+    for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let r = run_one(&exec, &cfg, &block(ip)).await;
+        assert_eq!(
+            status_of(&r, ActionKind::BlockIp),
+            Status::Done,
+            "{ip}: {r:#?}"
+        );
+        ids.insert(ip, r.id.clone());
+    }
+    // Free rule 1 (the oldest) and fill it again: rule 1 is now the newest,
+    // so a number-order eviction and an age-order eviction differ.
+    let release = serde_json::json!({"command": "release", "incident_id": ids["198.51.100.1"], "requested_by": "test", "reason": "free rule 1"});
+    let r = run_one(&exec, &cfg, &release).await;
+    assert_eq!(status_of(&r, ActionKind::Release), Status::Done, "{r:#?}");
+    for ip in ["198.51.100.4", "198.51.100.5", "2001:db8::6"] {
+        let r = run_one(&exec, &cfg, &block(ip)).await;
+        assert_eq!(
+            status_of(&r, ActionKind::BlockIp),
+            Status::Done,
+            "{ip}: {r:#?}"
+        );
+    }
+    let entries = deny_entries(&acct, &nacl, false).await;
+    let ours: BTreeMap<i32, &str> = entries
+        .iter()
+        .filter(|(n, _)| (1..=3).contains(n))
+        .map(|(n, c)| (*n, c.as_str()))
+        .collect();
+    // .4 took free rule 1; .5 evicted .2 (rule 2, the oldest); ::6 evicted
+    // .3 (rule 3) — never .4 in rule 1, which is newer.
+    assert_eq!(
+        ours,
+        BTreeMap::from([
+            (1, "198.51.100.4/32"),
+            (2, "198.51.100.5/32"),
+            (3, "2001:db8::6/128")
+        ]),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&(4, "192.0.2.1/32".to_string()))
+            && entries.contains(&(50, "192.0.2.2/32".to_string())),
+        "foreign entries untouched: {entries:?}"
+    );
+    assert_eq!(entries.len(), 5, "nothing else: {entries:?}");
+    // The ledger has exactly one marker per entry in the range.
+    let markers: Vec<String> = objects(&acct, "records-range")
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("blocks/"))
+        .collect();
+    assert_eq!(markers.len(), 3, "{markers:?}");
+}
+
+async fn eni_groups(acct: &Account, instance: &str) -> Vec<String> {
+    let out = acct
+        .clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.network_interfaces()
+        .iter()
+        .flat_map(|n| n.groups())
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect()
+}
+
+async fn termination_protected(acct: &Account, instance: &str) -> bool {
+    acct.clients
+        .ec2
+        .describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap()
+        .disable_api_termination()
+        .unwrap()
+        .value()
+        .unwrap()
+}
+
+/// Validates every object in the bucket against the published schema with
+/// a real JSON Schema validator (the venv's `jsonschema`).
+async fn assert_records_match_schema(acct: &Account, bucket: &str) {
+    let dir =
+        std::env::temp_dir().join(format!("firebreak-schema-{bucket}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = objects(acct, bucket).await;
+    assert!(!keys.is_empty());
+    for (n, key) in keys.iter().enumerate() {
+        let body = acct
+            .clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        std::fs::write(dir.join(format!("{n:03}.json")), &body).unwrap();
+    }
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema/incident-record.v1.schema.json");
+    let script = r#"
+import glob, json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+v = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+files = sorted(glob.glob(sys.argv[2] + "/*.json"))
+bad = 0
+for f in files:
+    for e in v.iter_errors(json.load(open(f))):
+        bad += 1
+        print(f, e.message[:300])
+print("checked", len(files))
+sys.exit(1 if bad else 0)
+"#;
+    let out = std::process::Command::new(support::venv_python())
+        .args(["-c", script])
+        .arg(&schema)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "records do not match the schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("checked {}", keys.len())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-isolation").await;
+    let (vpc, subnet, _nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let (instance, web) = support::instance_with_volume(&acct.clients.ec2, &vpc, &subnet).await;
+    let ec2 = &acct.clients.ec2;
+    let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap();
+    let cmd = serde_json::json!({"command": "isolate_instance", "instance_id": instance, "requested_by": "oncall-alice", "reason": "mining pool traffic", "account": support::ACCOUNT, "region": "eu-west-1"});
+    let report = run_one(&exec, &acct.cfg, &cmd).await;
+    assert_eq!(
+        status_of(&report, ActionKind::IsolateInstance),
+        Status::Done,
+        "{report:#?}"
+    );
+    assert_eq!(
+        status_of(&report, ActionKind::SnapshotVolumes),
+        Status::Done,
+        "{report:#?}"
+    );
+
+    // The ENI is in the isolation group, and that group allows nothing.
+    // (moto lists the instance's launch groups beside the ENI's own, so
+    // "alone" is asserted on the exact calls in tests/failures.rs.)
+    let iso_group = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values(firebreak_aws::ec2::ISOLATION_GROUP)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .security_groups()[0]
+        .clone();
+    assert!(iso_group.ip_permissions().is_empty(), "{iso_group:?}");
+    assert!(
+        iso_group.ip_permissions_egress().is_empty(),
+        "{iso_group:?}"
+    );
+    let groups = eni_groups(&acct, &instance).await;
+    assert!(
+        groups.contains(&iso_group.group_id().unwrap().to_string()),
+        "{groups:?}"
+    );
+    // The original groups are recorded for the undo.
+    let iso = action(&report, ActionKind::IsolateInstance);
+    assert_eq!(
+        iso.prior_state["network_interfaces"][0]["groups"],
+        serde_json::json!([web])
+    );
+    assert!(
+        iso.calls
+            .iter()
+            .filter(|c| *c == "ModifyNetworkInterfaceAttribute")
+            .count()
+            >= 2,
+        "allow-all first, then isolation: {:?}",
+        iso.calls
+    );
+    assert!(termination_protected(&acct, &instance).await);
+    let tags = ec2
+        .describe_tags()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(&instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(tags.tags().iter().any(|t| t.key() == Some("firebreak:incident") && t.value() == Some(report.id.as_str())), "{tags:?}");
+    // A snapshot of every attached volume, tagged with the incident.
+    let volumes = ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.instance-id")
+                .values(&instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .volumes()
+        .len();
+    let snapshots = || async {
+        ec2.describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:firebreak:incident")
+                    .values(&report.id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .snapshots()
+            .len()
+    };
+    assert!(volumes >= 2, "root and data volume: {volumes}");
+    assert_eq!(snapshots().await, volumes);
+
+    // Idempotent on their own, not only through the record.
+    let again =
+        firebreak_aws::ec2::isolate_instance(ec2, &instance, &report.id, "firebreak:protected")
+            .await
+            .unwrap();
+    assert!(again.already, "{again:?}");
+    let again = firebreak_aws::ec2::snapshot_volumes(ec2, &instance, &report.id)
+        .await
+        .unwrap();
+    assert!(again.already, "{again:?}");
+    assert_eq!(snapshots().await, volumes, "no second snapshot");
+
+    // Release: the original groups and the termination setting come back;
+    // the snapshots stay (evidence).
+    let release = serde_json::json!({"command": "release", "incident_id": report.id, "requested_by": "oncall-alice", "reason": "false positive"});
+    let r = run_one(&exec, &acct.cfg, &release).await;
+    assert_eq!(status_of(&r, ActionKind::Release), Status::Done, "{r:#?}");
+    assert_eq!(eni_groups(&acct, &instance).await, vec![web]);
+    assert!(!termination_protected(&acct, &instance).await);
+    assert_eq!(snapshots().await, volumes);
+    assert_records_match_schema(&acct, "records-isolation").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_instance_is_refused_at_execution_time() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-protected").await;
+    let (vpc, subnet, _nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let (instance, web) = support::instance_with_volume(&acct.clients.ec2, &vpc, &subnet).await;
+    // The responder names the instance only; its tags are read live.
+    acct.clients
+        .ec2
+        .create_tags()
+        .resources(&instance)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("firebreak:protected")
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap();
+    let cmd = serde_json::json!({"command": "isolate_instance", "instance_id": instance, "requested_by": "oncall-alice", "reason": "test"});
+    let r = run_one(&exec, &acct.cfg, &cmd).await;
+    let iso = action(&r, ActionKind::IsolateInstance);
+    assert_eq!(iso.status, Status::Skipped, "{iso:?}");
+    assert!(iso.detail.contains("protected"), "{iso:?}");
+    assert_eq!(eni_groups(&acct, &instance).await, vec![web]);
+    assert!(!termination_protected(&acct, &instance).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_login_alarm_keeps_the_logs_longer_and_queries_its_window() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-logs").await;
+    let logs = &acct.clients.logs;
+    logs.create_log_group()
+        .log_group_name("/prod/auth-service")
+        .send()
+        .await
+        .unwrap();
+    logs.put_retention_policy()
+        .log_group_name("/prod/auth-service")
+        .retention_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let mut vars = BTreeMap::new();
+    vars.insert(
+        "FIREBREAK_RECORDS_BUCKET".to_string(),
+        "records-logs".to_string(),
+    );
+    vars.insert(
+        "FIREBREAK_LOG_GROUPS".to_string(),
+        "/prod/auth-service".to_string(),
+    );
+    vars.insert(
+        "FIREBREAK_DEFAULT_NACLS".to_string(),
+        "acl-0a1b2c3d4e5f60718".to_string(),
+    );
+    let cfg = Config::load(&vars, None).unwrap();
+    let exec = Executor::connect(acct.clients.clone(), Arc::new(cfg.clone()))
+        .await
+        .unwrap();
+    let r = run_one(&exec, &cfg, &event("alarm-failed-login.json")).await;
+    let more = action(&r, ActionKind::IncreaseMonitoring);
+    assert_eq!(more.status, Status::Done, "{r:#?}");
+    assert_eq!(more.prior_state["retention_in_days"], 7);
+    let retention = || async {
+        logs.describe_log_groups()
+            .log_group_name_prefix("/prod/auth-service")
+            .send()
+            .await
+            .unwrap()
+            .log_groups()[0]
+            .retention_in_days()
+    };
+    assert_eq!(retention().await, Some(365));
+    // moto runs the query but not its `stats` aggregation, so no row has a
+    // count and nothing is blocked; the counting is tested with real-shaped
+    // responses in tests/failures.rs.
+    let q = action(&r, ActionKind::QueryOffendingIps);
+    assert_eq!(q.status, Status::Done, "{q:?}");
+    assert!(
+        q.calls.contains(&"StartQuery".to_string())
+            && q.calls.contains(&"GetQueryResults".to_string()),
+        "{q:?}"
+    );
+
+    let again = run_one(&exec, &cfg, &event("alarm-failed-login.json")).await;
+    assert_eq!(
+        status_of(&again, ActionKind::IncreaseMonitoring),
+        Status::AlreadyDone
+    );
+    let release = serde_json::json!({"command": "release", "incident_id": r.id, "requested_by": "oncall-bob", "reason": "done investigating"});
+    let rel = run_one(&exec, &cfg, &release).await;
+    assert_eq!(
+        status_of(&rel, ActionKind::Release),
+        Status::Done,
+        "{rel:#?}"
+    );
+    assert_eq!(retention().await, Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_foreign_accounts_change_nothing() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-dry").await;
+    let (vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let mut ev = event("guardduty-ssh-brute-force.json");
+    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["subnetId"] =
+        subnet.clone().into();
+    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["vpcId"] = vpc.into();
+    let mut vars = BTreeMap::new();
+    vars.insert(
+        "FIREBREAK_RECORDS_BUCKET".to_string(),
+        "records-dry".to_string(),
+    );
+    vars.insert(
+        "FIREBREAK_TEAM_TOPIC_ARN".to_string(),
+        acct.cfg.team_topic_arn.clone().unwrap(),
+    );
+    vars.insert("FIREBREAK_DRY_RUN".to_string(), "true".to_string());
+    // The production tag rule of events/policy.toml makes this HIGH.
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/policy.toml"),
+    )
+    .unwrap();
+    let cfg = Config::load(&vars, Some(("policy.toml", &policy))).unwrap();
+    let exec = Executor::connect(acct.clients.clone(), Arc::new(cfg.clone()))
+        .await
+        .unwrap();
+    let r = run_one(&exec, &cfg, &ev).await;
+    for a in r.actions.iter().filter(|a| a.kind.is_containment()) {
+        assert_eq!(a.status, Status::Skipped, "{a:?}");
+    }
+    assert!(
+        action(&r, ActionKind::BlockIp).detail.contains("dry run"),
+        "{r:#?}"
+    );
+    assert!(deny_entries(&acct, &nacl, false).await.is_empty());
+    assert_eq!(status_of(&r, ActionKind::RecordIncident), Status::Done);
+    let notes = notices(&acct).await;
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0]["Subject"].as_str().unwrap().contains("dry run"),
+        "{:?}",
+        notes[0]["Subject"]
+    );
+
+    // An incident in another account: recorded and told, never acted on.
+    let iam = &acct.clients.iam;
+    let key = support::user_with_keys(iam, "ci-deployer", 1)
+        .await
+        .remove(0);
+    let mut ev = event("guardduty-leaked-key.json");
+    ev["detail"]["accountId"] = "999988887777".into();
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = key.into();
+    let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap();
+    let r = run_one(&exec, &acct.cfg, &ev).await;
+    let d = action(&r, ActionKind::DeactivateAccessKey);
+    assert_eq!(d.status, Status::Skipped, "{d:?}");
+    assert!(d.detail.contains("999988887777"), "{d:?}");
+    let keys = iam
+        .list_access_keys()
+        .user_name("ci-deployer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.access_key_metadata()[0].status(),
+        Some(&StatusType::Active)
+    );
+    assert_eq!(status_of(&r, ActionKind::RecordIncident), Status::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expirer_lifts_blocks_whose_time_is_up_and_records_it() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-expiry").await;
+    let (_vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let mut vars = BTreeMap::new();
+    vars.insert(
+        "FIREBREAK_RECORDS_BUCKET".to_string(),
+        "records-expiry".to_string(),
+    );
+    let short = Config::load(&vars, None).unwrap();
+    vars.insert("FIREBREAK_BLOCK_TTL_HOURS".to_string(), "48".to_string());
+    let long = Config::load(&vars, None).unwrap();
+    let block = |ip: &str| serde_json::json!({"command": "block_ip", "ip": ip, "subnet_ids": [subnet], "requested_by": "test", "reason": "expiry test"});
+    for (cfg, ip) in [(&short, "198.51.100.31"), (&long, "198.51.100.32")] {
+        let exec = Executor::connect(acct.clients.clone(), Arc::new(cfg.clone()))
+            .await
+            .unwrap();
+        let r = run_one(&exec, cfg, &block(ip)).await;
+        assert_eq!(status_of(&r, ActionKind::BlockIp), Status::Done, "{r:#?}");
+    }
+    let exec = Executor::connect(acct.clients.clone(), Arc::new(short.clone()))
+        .await
+        .unwrap();
+    // Nothing is due yet.
+    assert!(exec
+        .expire_blocks(chrono::Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(deny_entries(&acct, &nacl, false).await.len(), 2);
+    // 25 hours later: the 24-hour block goes, the 48-hour one stays.
+    let later = chrono::Utc::now() + chrono::TimeDelta::hours(25);
+    let lifted = exec.expire_blocks(later).await.unwrap();
+    assert_eq!(lifted.len(), 1, "{lifted:#?}");
+    assert_eq!(lifted[0].status, Status::Done);
+    assert_eq!(lifted[0].marker.cidr, "198.51.100.31/32");
+    let left = deny_entries(&acct, &nacl, false).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1, "198.51.100.32/32");
+    let keys = objects(&acct, "records-expiry").await;
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("expired/")).count(),
+        1,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("blocks/")).count(),
+        1,
+        "{keys:?}"
+    );
+    // Running again lifts nothing more.
+    assert!(exec.expire_blocks(later).await.unwrap().is_empty());
+    assert_records_match_schema(&acct, "records-expiry").await;
+}

@@ -1,0 +1,664 @@
+//! What the emulator cannot produce: throttling, AccessDenied, timeouts, a
+//! NACL at AWS's entry quota, and Logs Insights aggregation. The SDK clients
+//! are real; aws-smithy-mocks answers their HTTP calls with responses shaped
+//! like AWS's (error codes in AWS's XML and JSON error bodies).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cloudwatchlogs::types::{QueryStatus, ResultField};
+use aws_sdk_ec2::types::{NetworkAcl, NetworkAclEntry, RuleAction};
+use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
+use aws_sdk_s3::config::Credentials;
+use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+use firebreak_aws::ec2::{block_ip, BlockSpec};
+use firebreak_aws::logs::{offending_ips, Polling};
+use firebreak_aws::outcome::Status;
+use firebreak_aws::{Clients, Executor};
+use firebreak_core::{plan_event, ActionKind, Config};
+
+/// A real SDK client whose HTTP calls the given rules answer, with the
+/// standard retry mode and a 1 ms backoff so retries are quick.
+macro_rules! mocked {
+    ($krate:ident, $mode:expr, [$($rule:expr),* $(,)?]) => {{
+        let interceptor = MockResponseInterceptor::new().rule_mode($mode)$(.with_rule($rule))*;
+        $krate::Client::from_conf(
+            $krate::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(3)
+                        .with_initial_backoff(Duration::from_millis(1)),
+                )
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor)
+                .build(),
+        )
+    }};
+}
+
+/// IAM's query-protocol error body.
+fn iam_error(status: u16, code: &str, message: &str) -> (u16, Option<String>) {
+    (
+        status,
+        Some(format!(
+            r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>4f3c</RequestId></ErrorResponse>"#
+        )),
+    )
+}
+
+fn key(id: &str, status: StatusType) -> AccessKeyMetadata {
+    AccessKeyMetadata::builder()
+        .user_name("ci-deployer")
+        .access_key_id(id)
+        .status(status)
+        .build()
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_the_key_still_goes_inactive() {
+    let (status, body) = iam_error(400, "Throttling", "Rate exceeded");
+    let list = mock!(aws_sdk_iam::Client::list_access_keys)
+        .sequence()
+        .http_status(status, body)
+        .times(2)
+        .output(|| {
+            aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput::builder()
+                .access_key_metadata(key("AKIAIOSFODNN7EXAMPLE", StatusType::Active))
+                .build()
+                .unwrap()
+        })
+        .build();
+    let update = mock!(aws_sdk_iam::Client::update_access_key)
+        .match_requests(|r| {
+            r.access_key_id() == Some("AKIAIOSFODNN7EXAMPLE")
+                && r.status() == Some(&StatusType::Inactive)
+        })
+        .then_output(|| {
+            aws_sdk_iam::operation::update_access_key::UpdateAccessKeyOutput::builder().build()
+        });
+    let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list, &update]);
+    let step =
+        firebreak_aws::iam::deactivate_access_key(&iam, "ci-deployer", "AKIAIOSFODNN7EXAMPLE")
+            .await
+            .unwrap();
+    assert!(!step.already);
+    assert_eq!(
+        list.num_calls(),
+        3,
+        "two throttled attempts, then the answer"
+    );
+    assert_eq!(update.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn throttling_that_outlasts_the_retries_is_a_retryable_failure() {
+    let (status, body) = iam_error(400, "Throttling", "Rate exceeded");
+    let list = mock!(aws_sdk_iam::Client::list_access_keys)
+        .sequence()
+        .http_status(status, body)
+        .repeatedly()
+        .build();
+    let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list]);
+    let err =
+        firebreak_aws::iam::deactivate_access_key(&iam, "ci-deployer", "AKIAIOSFODNN7EXAMPLE")
+            .await
+            .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("Throttling"));
+    assert!(err.retryable, "{err:?}");
+    assert_eq!(list.num_calls(), 3, "the configured attempts, no more");
+}
+
+/// The whole executor on mocked clients: UpdateAccessKey is denied; the
+/// record and the notices still happen and say so; the caller gets an error
+/// naming the failure, marked not retryable.
+#[tokio::test]
+async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
+    let list = mock!(aws_sdk_iam::Client::list_access_keys).then_output(|| {
+        aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput::builder()
+            .access_key_metadata(key("AKIAIOSFODNN7EXAMPLE", StatusType::Active))
+            .build()
+            .unwrap()
+    });
+    let (status, body) = iam_error(
+        403,
+        "AccessDenied",
+        "User: arn:aws:sts::111122223333:assumed-role/firebreak/fn is not authorized to perform: iam:UpdateAccessKey",
+    );
+    let update = mock!(aws_sdk_iam::Client::update_access_key)
+        .sequence()
+        .http_status(status, body)
+        .build();
+    let listing = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
+        aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output::builder().build()
+    });
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+    let messages = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = messages.clone();
+    let publish = mock!(aws_sdk_sns::Client::publish)
+        .match_requests(move |r| {
+            seen.lock()
+                .unwrap()
+                .push(r.message().unwrap_or_default().to_string());
+            true
+        })
+        .then_output(|| {
+            aws_sdk_sns::operation::publish::PublishOutput::builder()
+                .message_id("m-1")
+                .build()
+        });
+    let nothing = mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
+        aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder().build()
+    });
+    let clients = Clients {
+        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, [&list, &update]),
+        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nothing]),
+        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, [&listing, &put]),
+        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
+        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
+        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+    };
+    let vars: BTreeMap<String, String> = [
+        ("FIREBREAK_RECORDS_BUCKET", "records"),
+        (
+            "FIREBREAK_TEAM_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:111122223333:team",
+        ),
+        (
+            "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:111122223333:stakeholders",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cfg = Arc::new(Config::load(&vars, None).unwrap());
+    let event = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events/guardduty-leaked-key.json"),
+    )
+    .unwrap();
+    let mut event: serde_json::Value = serde_json::from_slice(&event).unwrap();
+    event["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = "AKIAIOSFODNN7EXAMPLE".into();
+    let plans = plan_event(event.to_string().as_bytes(), &cfg).unwrap();
+    let exec = Executor::for_account(clients, cfg, "111122223333");
+    let response = firebreak_aws::respond(&exec, &plans).await;
+    let report = &response.incidents[0];
+    let find = |k: ActionKind| report.actions.iter().find(|a| a.kind == k).unwrap();
+    let deact = find(ActionKind::DeactivateAccessKey);
+    assert_eq!(deact.status, Status::Failed, "{report:#?}");
+    let err = deact.error.as_ref().unwrap();
+    assert_eq!(err.code.as_deref(), Some("AccessDenied"));
+    assert!(!err.retryable, "AccessDenied does not go away by retrying");
+    assert_eq!(update.num_calls(), 1, "not retried");
+    assert_eq!(find(ActionKind::RecordIncident).status, Status::Done);
+    assert_eq!(find(ActionKind::NotifyTeam).status, Status::Done);
+    assert_eq!(find(ActionKind::NotifyStakeholders).status, Status::Done);
+    // The notice says what failed, with the code, before the JSON.
+    let sent = messages.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "team and stakeholders");
+    let readable = sent[0].split("\n---\n").next().unwrap();
+    assert!(
+        readable.contains("[FAILED] deactivate_access_key"),
+        "{readable}"
+    );
+    assert!(readable.contains("AccessDenied"), "{readable}");
+    // The caller gets an error naming it.
+    let failure = response.failure().unwrap();
+    assert!(
+        failure.contains("deactivate_access_key AKIAIOSFODNN7EXAMPLE (AccessDenied)"),
+        "{failure}"
+    );
+    assert!(!response.retryable());
+}
+
+#[tokio::test]
+async fn a_call_that_never_answers_times_out_as_retryable() {
+    // A server that accepts connections and never replies.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().take(8) {
+            held.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(200))
+                .operation_timeout(Duration::from_millis(1500))
+                .build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .load()
+        .await;
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let started = std::time::Instant::now();
+    let err =
+        firebreak_aws::iam::deactivate_access_key(&iam, "ci-deployer", "AKIAIOSFODNN7EXAMPLE")
+            .await
+            .unwrap_err();
+    assert!(err.retryable, "{err:?}");
+    assert_eq!(err.operation, "ListAccessKeys");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the operation timeout, not hanging: {:?}",
+        started.elapsed()
+    );
+}
+
+fn entry(n: i32, cidr: &str, action: RuleAction, egress: bool) -> NetworkAclEntry {
+    NetworkAclEntry::builder()
+        .rule_number(n)
+        .cidr_block(cidr)
+        .rule_action(action)
+        .egress(egress)
+        .protocol("-1")
+        .build()
+}
+
+/// A NACL whose ingress side holds `foreign` deny entries at 101.., an allow
+/// at 100, the default rule, and Firebreak's entries at the given numbers.
+fn nacl(foreign: i32, ours: &[(i32, &str)]) -> NetworkAcl {
+    let mut b = NetworkAcl::builder()
+        .network_acl_id("acl-0a1b2c3d4e5f60718")
+        .vpc_id("vpc-0fedcba9876543210")
+        .entries(entry(100, "0.0.0.0/0", RuleAction::Allow, false))
+        .entries(entry(32767, "0.0.0.0/0", RuleAction::Deny, false))
+        .entries(entry(100, "0.0.0.0/0", RuleAction::Allow, true))
+        .entries(entry(32767, "0.0.0.0/0", RuleAction::Deny, true));
+    for i in 0..foreign {
+        b = b.entries(entry(
+            101 + i,
+            &format!("192.0.2.{}/32", i + 1),
+            RuleAction::Deny,
+            false,
+        ));
+    }
+    for (n, cidr) in ours {
+        b = b.entries(entry(*n, cidr, RuleAction::Deny, false));
+    }
+    b.build()
+}
+
+fn described(acl: NetworkAcl) -> Rule {
+    mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(move || {
+        aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder()
+            .network_acls(acl.clone())
+            .build()
+    })
+}
+
+/// DeleteNetworkAclEntry on the ingress side, for one rule number or any.
+fn deletes(rule: Option<i32>) -> Rule {
+    mock!(aws_sdk_ec2::Client::delete_network_acl_entry)
+        .match_requests(move |r| {
+            rule.is_none_or(|n| r.rule_number() == Some(n)) && r.egress() == Some(false)
+        })
+        .then_output(|| {
+            aws_sdk_ec2::operation::delete_network_acl_entry::DeleteNetworkAclEntryOutput::builder()
+                .build()
+        })
+}
+
+const SPEC: BlockSpec = BlockSpec {
+    egress: false,
+    range: (1, 90),
+    quota: firebreak_aws::ec2::DEFAULT_QUOTA,
+};
+
+#[tokio::test]
+async fn at_the_entry_quota_the_oldest_of_ours_is_evicted_though_the_range_has_room() {
+    // 16 foreign + the allow + the default rule + ours at 1 and 2 = 20 =
+    // AWS's quota, while rule numbers 3..=90 are free: AWS would refuse a
+    // 21st entry, so the oldest of ours makes room.
+    let describe = described(nacl(16, &[(1, "198.51.100.1/32"), (2, "198.51.100.2/32")]));
+    let delete = deletes(Some(2));
+    let create = mock!(aws_sdk_ec2::Client::create_network_acl_entry)
+        .match_requests(|r| r.rule_number() == Some(2) && r.cidr_block() == Some("198.51.100.9/32"))
+        .then_output(|| {
+            aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder()
+                .build()
+        });
+    let ec2 = mocked!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&describe, &delete, &create]
+    );
+    // The ledger says rule 2 is older than rule 1.
+    let ages = [
+        (2, "198.51.100.2/32".parse().unwrap()),
+        (1, "198.51.100.1/32".parse().unwrap()),
+    ];
+    let (step, number, evicted) = block_ip(
+        &ec2,
+        "acl-0a1b2c3d4e5f60718",
+        "198.51.100.9/32".parse().unwrap(),
+        SPEC,
+        &ages,
+    )
+    .await
+    .unwrap();
+    assert_eq!(number, 2);
+    assert_eq!(evicted, Some((2, "198.51.100.2/32".to_string())));
+    assert_eq!(delete.num_calls(), 1);
+    assert_eq!(create.num_calls(), 1);
+    assert_eq!(
+        step.prior_state["evicted"]["cidr"], "198.51.100.2/32",
+        "recorded for the undo"
+    );
+}
+
+#[tokio::test]
+async fn a_full_nacl_without_entries_of_ours_is_an_error_and_nothing_is_deleted() {
+    let describe = described(nacl(18, &[]));
+    let delete = deletes(None);
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &delete]);
+    let err = block_ip(
+        &ec2,
+        "acl-0a1b2c3d4e5f60718",
+        "198.51.100.9/32".parse().unwrap(),
+        SPEC,
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("NetworkAclEntryLimitExceeded"));
+    assert_eq!(delete.num_calls(), 0, "foreign entries are never touched");
+}
+
+#[tokio::test]
+async fn aws_saying_the_nacl_is_full_leads_to_an_eviction_not_a_failure() {
+    // The account's real quota is lower than assumed: AWS refuses the entry.
+    let describe = described(nacl(2, &[(1, "198.51.100.1/32")]));
+    let refused = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>NetworkAclEntryLimitExceeded</Code><Message>The maximum number of entries has been reached.</Message></Error></Errors><RequestID>1f2e</RequestID></Response>"#;
+    let create = mock!(aws_sdk_ec2::Client::create_network_acl_entry)
+        .sequence()
+        .http_status(400, Some(refused.to_string()))
+        .output(|| {
+            aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder()
+                .build()
+        })
+        .build();
+    let delete = deletes(Some(1));
+    let ec2 = mocked!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&describe, &create, &delete]
+    );
+    let (step, number, evicted) = block_ip(
+        &ec2,
+        "acl-0a1b2c3d4e5f60718",
+        "198.51.100.9/32".parse().unwrap(),
+        SPEC,
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(number, 1);
+    assert_eq!(evicted.map(|e| e.0), Some(1));
+    assert!(
+        step.calls
+            .contains(&"CreateNetworkAclEntry (limit)".to_string()),
+        "{:?}",
+        step.calls
+    );
+    assert_eq!(create.num_calls(), 2);
+}
+
+fn row(ip: &str, failures: &str) -> Vec<ResultField> {
+    vec![
+        ResultField::builder().field("ip_address").value(ip).build(),
+        ResultField::builder()
+            .field("failures")
+            .value(failures)
+            .build(),
+    ]
+}
+
+#[tokio::test]
+async fn insights_counts_over_the_threshold_become_offenders() {
+    let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query)
+        .match_requests(|r| {
+            r.log_group_names() == ["/prod/auth-service".to_string()]
+                && r.start_time() == Some(1_795_144_200)
+                && r.end_time() == Some(1_795_144_500)
+        })
+        .then_output(|| {
+            aws_sdk_cloudwatchlogs::operation::start_query::StartQueryOutput::builder()
+                .query_id("q-1")
+                .build()
+        });
+    let results = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results)
+        .sequence()
+        .output(|| {
+            aws_sdk_cloudwatchlogs::operation::get_query_results::GetQueryResultsOutput::builder()
+                .status(QueryStatus::Running)
+                .build()
+        })
+        .output(|| {
+            aws_sdk_cloudwatchlogs::operation::get_query_results::GetQueryResultsOutput::builder()
+                .status(QueryStatus::Complete)
+                .results(row("203.0.113.50", "12"))
+                .results(row("198.51.100.23", "212"))
+                .results(row("198.51.100.24", "9"))
+                // A row without a count (a query that does not aggregate) is ignored.
+                .results(vec![ResultField::builder()
+                    .field("ip_address")
+                    .value("198.51.100.99")
+                    .build()])
+                .results(row("not-an-address", "500"))
+                .build()
+        })
+        .build();
+    let logs = mocked!(
+        aws_sdk_cloudwatchlogs,
+        RuleMode::MatchAny,
+        [&start, &results]
+    );
+    let (found, calls) = offending_ips(
+        &logs,
+        &["/prod/auth-service".to_string()],
+        ("2026-11-20T03:10:00Z", "2026-11-20T03:15:00Z"),
+        firebreak_core::config::DEFAULT_INSIGHTS_QUERY,
+        10,
+        Polling {
+            every: Duration::from_millis(1),
+            max_polls: 5,
+        },
+    )
+    .await
+    .unwrap();
+    let got: Vec<(String, u64)> = found
+        .iter()
+        .map(|o| (o.ip.to_string(), o.failures))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("198.51.100.23".to_string(), 212),
+            ("203.0.113.50".to_string(), 12)
+        ],
+        "at or over 10, most first"
+    );
+    assert_eq!(calls, ["StartQuery", "GetQueryResults", "GetQueryResults"]);
+}
+
+#[tokio::test]
+async fn a_query_that_never_completes_is_stopped_and_reported_retryable() {
+    let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query).then_output(|| {
+        aws_sdk_cloudwatchlogs::operation::start_query::StartQueryOutput::builder()
+            .query_id("q-2")
+            .build()
+    });
+    let running = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results).then_output(|| {
+        aws_sdk_cloudwatchlogs::operation::get_query_results::GetQueryResultsOutput::builder()
+            .status(QueryStatus::Running)
+            .build()
+    });
+    let stop = mock!(aws_sdk_cloudwatchlogs::Client::stop_query)
+        .match_requests(|r| r.query_id() == Some("q-2"))
+        .then_output(|| {
+            aws_sdk_cloudwatchlogs::operation::stop_query::StopQueryOutput::builder().build()
+        });
+    let logs = mocked!(
+        aws_sdk_cloudwatchlogs,
+        RuleMode::MatchAny,
+        [&start, &running, &stop]
+    );
+    let err = offending_ips(
+        &logs,
+        &["/prod/auth-service".to_string()],
+        ("2026-11-20T03:10:00Z", "2026-11-20T03:15:00Z"),
+        "stats count(*) as failures by ip_address",
+        10,
+        Polling {
+            every: Duration::from_millis(1),
+            max_polls: 3,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("QueryTimeout"));
+    assert!(err.retryable);
+    assert_eq!(running.num_calls(), 3);
+    assert_eq!(stop.num_calls(), 1, "the query is not left running");
+}
+
+fn group_filter(
+    r: &aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsInput,
+    name: &str,
+) -> bool {
+    r.filters()
+        .iter()
+        .any(|f| f.name() == Some("group-name") && f.values().iter().any(|v| v == name))
+}
+
+/// moto reports an ENI's groups merged with its instance's, so the exact
+/// swap is checked here on the requests themselves: per ENI, first the
+/// allow-all group alone, then the isolation group alone.
+#[tokio::test]
+async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
+    use aws_sdk_ec2::operation as op;
+    use aws_sdk_ec2::types::{
+        AttributeBooleanValue, GroupIdentifier, Instance, NetworkInterface, Reservation,
+        SecurityGroup,
+    };
+    let instances = mock!(aws_sdk_ec2::Client::describe_instances).then_output(|| {
+        op::describe_instances::DescribeInstancesOutput::builder()
+            .reservations(
+                Reservation::builder()
+                    .instances(
+                        Instance::builder()
+                            .instance_id("i-0abc123def4567890")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let enis = mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_output(|| {
+        let eni = |id: &str, sg: &str| {
+            NetworkInterface::builder()
+                .network_interface_id(id)
+                .vpc_id("vpc-0fedcba9876543210")
+                .groups(GroupIdentifier::builder().group_id(sg).build())
+                .build()
+        };
+        op::describe_network_interfaces::DescribeNetworkInterfacesOutput::builder()
+            .network_interfaces(eni("eni-0aaa", "sg-0web"))
+            .network_interfaces(eni("eni-0bbb", "sg-0db"))
+            .build()
+    });
+    let attr = mock!(aws_sdk_ec2::Client::describe_instance_attribute).then_output(|| {
+        op::describe_instance_attribute::DescribeInstanceAttributeOutput::builder()
+            .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
+            .build()
+    });
+    let isolation = mock!(aws_sdk_ec2::Client::describe_security_groups)
+        .match_requests(|r| group_filter(r, "firebreak-isolation"))
+        .then_output(|| {
+            op::describe_security_groups::DescribeSecurityGroupsOutput::builder()
+                .security_groups(SecurityGroup::builder().group_id("sg-0iso").build())
+                .build()
+        });
+    let untrack = mock!(aws_sdk_ec2::Client::describe_security_groups)
+        .match_requests(|r| group_filter(r, "firebreak-untrack"))
+        .then_output(|| {
+            op::describe_security_groups::DescribeSecurityGroupsOutput::builder()
+                .security_groups(SecurityGroup::builder().group_id("sg-0all").build())
+                .build()
+        });
+    let swaps = Arc::new(std::sync::Mutex::new(Vec::<(String, Vec<String>)>::new()));
+    let seen = swaps.clone();
+    let modify = mock!(aws_sdk_ec2::Client::modify_network_interface_attribute)
+        .match_requests(move |r| {
+            seen.lock().unwrap().push((
+                r.network_interface_id().unwrap_or_default().to_string(),
+                r.groups().to_vec(),
+            ));
+            true
+        })
+        .then_output(|| {
+            op::modify_network_interface_attribute::ModifyNetworkInterfaceAttributeOutput::builder()
+                .build()
+        });
+    let tags = mock!(aws_sdk_ec2::Client::create_tags)
+        .match_requests(|r| r.resources() == ["i-0abc123def4567890".to_string()])
+        .then_output(|| op::create_tags::CreateTagsOutput::builder().build());
+    let protect = mock!(aws_sdk_ec2::Client::modify_instance_attribute)
+        .match_requests(|r| r.disable_api_termination().and_then(|v| v.value()) == Some(true))
+        .then_output(|| {
+            op::modify_instance_attribute::ModifyInstanceAttributeOutput::builder().build()
+        });
+    let ec2 = mocked!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&instances, &enis, &attr, &isolation, &untrack, &modify, &tags, &protect]
+    );
+    let step = firebreak_aws::ec2::isolate_instance(
+        &ec2,
+        "i-0abc123def4567890",
+        "fb-a600cce2b4010f814d5f",
+        "firebreak:protected",
+    )
+    .await
+    .unwrap();
+    let swaps = swaps.lock().unwrap().clone();
+    let g = |s: &str| vec![s.to_string()];
+    assert_eq!(
+        swaps,
+        vec![
+            ("eni-0aaa".to_string(), g("sg-0all")),
+            ("eni-0aaa".to_string(), g("sg-0iso")),
+            ("eni-0bbb".to_string(), g("sg-0all")),
+            ("eni-0bbb".to_string(), g("sg-0iso")),
+        ]
+    );
+    assert_eq!(tags.num_calls(), 1);
+    assert_eq!(protect.num_calls(), 1);
+    assert_eq!(
+        step.prior_state["network_interfaces"][1]["groups"],
+        serde_json::json!(["sg-0db"])
+    );
+    assert_eq!(step.prior_state["termination_protection"], false);
+}

@@ -1,0 +1,243 @@
+//! A real local AWS for tests: moto's server mode, from the project's venv,
+//! on a free 127.0.0.1 port, one per test, stopped when the test ends (and by
+//! `timeout` should the test process die first).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+
+/// The emulated account: the one the sample events in `events/` name.
+pub const ACCOUNT: &str = "111122223333";
+
+/// A running moto server.
+pub struct Emulator {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("FIREBREAK_TEST_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    assert!(
+        p.exists(),
+        "the local AWS emulator is not installed: run `make venv` (installs moto[server]==5.2.5 into .venv), \
+         or point FIREBREAK_TEST_MOTO_SERVER at a moto_server binary"
+    );
+    p
+}
+
+fn answers_http(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && buf.starts_with(b"HTTP/1."))
+}
+
+/// The project's venv Python (it has `jsonschema`, installed with moto).
+pub fn venv_python() -> PathBuf {
+    moto_server().with_file_name("python3")
+}
+
+impl Emulator {
+    /// Starts moto and waits until it answers HTTP. A port another test's
+    /// server took between our probe and moto's bind makes moto exit: then
+    /// it is started again on a new port.
+    pub fn start() -> Emulator {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new("timeout")
+                .arg("900")
+                .arg(moto_server())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                // The account of the sample events, so they run unchanged.
+                .env("MOTO_ACCOUNT_ID", ACCOUNT)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // exited: the port was taken; try another
+                }
+                if answers_http(port) {
+                    return Emulator {
+                        child,
+                        url: format!("http://127.0.0.1:{port}"),
+                    };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "moto_server did not answer on port {port} within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("moto_server exited on five ports in a row");
+    }
+
+    /// SDK configuration pointing at this emulator, as account [`ACCOUNT`].
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "firebreak-tests",
+            ))
+            .load()
+            .await
+    }
+}
+
+/// A VPC with one subnet: (vpc, subnet, the subnet's network ACL).
+pub async fn vpc_with_subnet(ec2: &aws_sdk_ec2::Client) -> (String, String, String) {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.20.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.20.1.0/24")
+        .send()
+        .await
+        .unwrap()
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap();
+    let nacls = firebreak_aws::ec2::nacls_for_subnets(ec2, std::slice::from_ref(&subnet))
+        .await
+        .unwrap();
+    (vpc, subnet, nacls[0].clone())
+}
+
+/// An instance in `subnet` with a launch group `web` and a second EBS
+/// volume attached: (instance, web group).
+pub async fn instance_with_volume(
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &str,
+    subnet: &str,
+) -> (String, String) {
+    let web = ec2
+        .create_security_group()
+        .vpc_id(vpc)
+        .group_name("web")
+        .description("web servers")
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let inst = ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .security_group_ids(&web)
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .clone();
+    let id = inst.instance_id().unwrap().to_string();
+    let az = inst
+        .placement()
+        .unwrap()
+        .availability_zone()
+        .unwrap()
+        .to_string();
+    let vol = ec2
+        .create_volume()
+        .availability_zone(az)
+        .size(8)
+        .send()
+        .await
+        .unwrap()
+        .volume_id
+        .unwrap();
+    ec2.attach_volume()
+        .volume_id(vol)
+        .instance_id(&id)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .unwrap();
+    (id, web)
+}
+
+/// An IAM user with `n` access keys; returns the key ids.
+pub async fn user_with_keys(iam: &aws_sdk_iam::Client, user: &str, n: usize) -> Vec<String> {
+    iam.create_user().user_name(user).send().await.unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..n {
+        let key = iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .access_key
+            .unwrap();
+        keys.push(key.access_key_id().to_string());
+    }
+    keys
+}
+
+/// A bucket in the emulator's region.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
