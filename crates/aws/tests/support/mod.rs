@@ -25,9 +25,22 @@ pub struct Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// Stops a server started under `timeout`: SIGTERM, which `timeout` passes
+/// on to the server (SIGKILL would end `timeout` alone and orphan the
+/// server), then waits for it.
+pub fn stop(child: &mut Child) {
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stopped {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 fn moto_server() -> PathBuf {
