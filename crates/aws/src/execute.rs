@@ -60,32 +60,24 @@ impl IncidentReport {
             .collect()
     }
 
-    /// A sentence naming every failed containment action, if any failed:
-    /// the caller turns it into an error so the event is retried.
-    pub fn containment_failure(&self) -> Option<String> {
-        let failed: Vec<String> = self
-            .failed()
+    /// A sentence naming every failed action (containment first, then the
+    /// record or a notice), if any failed: the caller turns it into an error,
+    /// so the event is retried and a responder sees what to look at.
+    pub fn failure(&self) -> Option<String> {
+        let mut failed: Vec<&ActionOutcome> = self.failed();
+        failed.sort_by_key(|a| !a.kind.is_containment());
+        let named: Vec<String> = failed
             .iter()
-            .filter(|a| a.kind.is_containment())
             .map(|a| {
-                format!(
-                    "{} {} ({})",
-                    a.kind.as_str(),
-                    a.target,
-                    a.error
-                        .as_ref()
-                        .and_then(|e| e.code.clone())
-                        .unwrap_or_else(|| "no code".into())
-                )
+                let why = a
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.code.clone())
+                    .unwrap_or_else(|| a.detail.clone());
+                format!("{} {} ({why})", a.kind.as_str(), a.target)
             })
             .collect();
-        (!failed.is_empty()).then(|| {
-            format!(
-                "incident {}: containment failed: {}",
-                self.id,
-                failed.join("; ")
-            )
-        })
+        (!named.is_empty()).then(|| format!("incident {}: failed: {}", self.id, named.join("; ")))
     }
 
     /// True when a retry of the failed actions can help.
@@ -883,12 +875,12 @@ pub struct Response {
 }
 
 impl Response {
-    /// Every failed containment, in one sentence, if any failed.
+    /// Every failed action, in one sentence, if any failed.
     pub fn failure(&self) -> Option<String> {
         let all: Vec<String> = self
             .incidents
             .iter()
-            .filter_map(IncidentReport::containment_failure)
+            .filter_map(IncidentReport::failure)
             .collect();
         (!all.is_empty()).then(|| all.join(" | "))
     }
@@ -905,5 +897,63 @@ pub async fn respond(executor: &Executor, plans: &firebreak_core::PlanSet) -> Re
     Response {
         incidents,
         ignored: plans.ignored.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_failed_action_is_a_failure_containment_named_first() {
+        let failed =
+            |index: usize, kind: ActionKind, target: &str, detail: &str, code: Option<&str>| {
+                ActionOutcome {
+                    index,
+                    kind,
+                    target: target.into(),
+                    status: Status::Failed,
+                    detail: detail.into(),
+                    prior_state: Value::Null,
+                    calls: Vec::new(),
+                    error: code.map(|c| ErrorInfo {
+                        operation: "Op".into(),
+                        code: Some(c.into()),
+                        message: "m".into(),
+                        retryable: false,
+                    }),
+                    at: now(),
+                }
+            };
+        let report = IncidentReport {
+            id: "fb-00000000000000000000".into(),
+            record: None,
+            actions: vec![
+                failed(
+                    2,
+                    ActionKind::NotifyTeam,
+                    "team",
+                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                    None,
+                ),
+                failed(
+                    0,
+                    ActionKind::BlockIp,
+                    "198.51.100.7/32",
+                    "…",
+                    Some("UnauthorizedOperation"),
+                ),
+            ],
+        };
+        assert_eq!(
+            report.failure().as_deref(),
+            Some("incident fb-00000000000000000000: failed: block_ip 198.51.100.7/32 (UnauthorizedOperation); notify_team team (FIREBREAK_TEAM_TOPIC_ARN is not set)")
+        );
+        assert!(!report.retryable());
+        let fine = IncidentReport {
+            actions: Vec::new(),
+            ..report
+        };
+        assert_eq!(fine.failure(), None);
     }
 }
