@@ -119,6 +119,13 @@ async fn notices(acct: &Account) -> Vec<Value> {
     out
 }
 
+fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
 fn action(r: &IncidentReport, k: ActionKind) -> &ActionOutcome {
     r.actions
         .iter()
@@ -496,12 +503,7 @@ async fn eni_groups(acct: &Account, instance: &str) -> Vec<String> {
         .clients
         .ec2
         .describe_network_interfaces()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("attachment.instance-id")
-                .values(instance)
-                .build(),
-        )
+        .filters(filter("attachment.instance-id", instance))
         .send()
         .await
         .unwrap();
@@ -612,12 +614,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     // "alone" is asserted on the exact calls in tests/failures.rs.)
     let iso_group = ec2
         .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("group-name")
-                .values(firebreak_aws::ec2::ISOLATION_GROUP)
-                .build(),
-        )
+        .filters(filter("group-name", firebreak_aws::ec2::ISOLATION_GROUP))
         .send()
         .await
         .unwrap()
@@ -651,12 +648,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     assert!(termination_protected(&acct, &instance).await);
     let tags = ec2
         .describe_tags()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("resource-id")
-                .values(&instance)
-                .build(),
-        )
+        .filters(filter("resource-id", &instance))
         .send()
         .await
         .unwrap();
@@ -664,12 +656,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     // A snapshot of every attached volume, tagged with the incident.
     let volumes = ec2
         .describe_volumes()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("attachment.instance-id")
-                .values(&instance)
-                .build(),
-        )
+        .filters(filter("attachment.instance-id", &instance))
         .send()
         .await
         .unwrap()
@@ -678,12 +665,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     let snapshots = || async {
         ec2.describe_snapshots()
             .owner_ids("self")
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:firebreak:incident")
-                    .values(&report.id)
-                    .build(),
-            )
+            .filters(filter("tag:firebreak:incident", &report.id))
             .send()
             .await
             .unwrap()

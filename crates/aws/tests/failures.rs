@@ -320,6 +320,21 @@ fn deletes(rule: Option<i32>) -> Rule {
         })
 }
 
+/// Blocks 198.51.100.9 in the test NACL with the default spec.
+async fn block_9(
+    ec2: &aws_sdk_ec2::Client,
+    ages: &[(i32, ipnet::IpNet)],
+) -> Result<(firebreak_aws::outcome::Step, i32, Option<(i32, String)>), firebreak_aws::AwsError> {
+    block_ip(
+        ec2,
+        "acl-0a1b2c3d4e5f60718",
+        "198.51.100.9/32".parse().unwrap(),
+        SPEC,
+        ages,
+    )
+    .await
+}
+
 const SPEC: BlockSpec = BlockSpec {
     egress: false,
     range: (1, 90),
@@ -349,15 +364,7 @@ async fn at_the_entry_quota_the_oldest_of_ours_is_evicted_though_the_range_has_r
         (2, "198.51.100.2/32".parse().unwrap()),
         (1, "198.51.100.1/32".parse().unwrap()),
     ];
-    let (step, number, evicted) = block_ip(
-        &ec2,
-        "acl-0a1b2c3d4e5f60718",
-        "198.51.100.9/32".parse().unwrap(),
-        SPEC,
-        &ages,
-    )
-    .await
-    .unwrap();
+    let (step, number, evicted) = block_9(&ec2, &ages).await.unwrap();
     assert_eq!(number, 2);
     assert_eq!(evicted, Some((2, "198.51.100.2/32".to_string())));
     assert_eq!(delete.num_calls(), 1);
@@ -373,15 +380,7 @@ async fn a_full_nacl_without_entries_of_ours_is_an_error_and_nothing_is_deleted(
     let describe = described(nacl(18, &[]));
     let delete = deletes(None);
     let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &delete]);
-    let err = block_ip(
-        &ec2,
-        "acl-0a1b2c3d4e5f60718",
-        "198.51.100.9/32".parse().unwrap(),
-        SPEC,
-        &[],
-    )
-    .await
-    .unwrap_err();
+    let err = block_9(&ec2, &[]).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("NetworkAclEntryLimitExceeded"));
     assert_eq!(delete.num_calls(), 0, "foreign entries are never touched");
 }
@@ -405,15 +404,7 @@ async fn aws_saying_the_nacl_is_full_leads_to_an_eviction_not_a_failure() {
         RuleMode::MatchAny,
         [&describe, &create, &delete]
     );
-    let (step, number, evicted) = block_ip(
-        &ec2,
-        "acl-0a1b2c3d4e5f60718",
-        "198.51.100.9/32".parse().unwrap(),
-        SPEC,
-        &[],
-    )
-    .await
-    .unwrap();
+    let (step, number, evicted) = block_9(&ec2, &[]).await.unwrap();
     assert_eq!(number, 1);
     assert_eq!(evicted.map(|e| e.0), Some(1));
     assert!(
