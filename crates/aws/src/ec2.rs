@@ -106,16 +106,17 @@ async fn entries(
     ))
 }
 
-/// Adds (or finds) a deny entry for `cidr` in `nacl`. `age_order` lists
-/// Firebreak's markers for this NACL direction from oldest to newest; a
-/// marker counts only if its rule number still holds its CIDR, and an entry
-/// in the range without a valid marker counts as older than all of them.
+/// Adds (or finds) a deny entry for `cidr` in `nacl`. `age_order` gives
+/// Firebreak's markers for this NACL direction from oldest to newest; it is
+/// asked only when an entry must be evicted (so the common case costs no
+/// ledger read). A marker counts only if its rule number still holds its
+/// CIDR; an entry in the range without a valid marker counts as oldest.
 pub async fn block_ip(
     ec2: &aws_sdk_ec2::Client,
     nacl: &str,
     cidr: IpNet,
     spec: BlockSpec,
-    age_order: &[(i32, IpNet)],
+    age_order: impl AsyncFn() -> Vec<(i32, IpNet)>,
 ) -> Result<(Step, i32, Option<(i32, String)>), AwsError> {
     let direction = if spec.egress { "egress" } else { "ingress" };
     let mut calls = Vec::new();
@@ -155,7 +156,8 @@ pub async fn block_ip(
                     list.iter()
                         .any(|e| e.rule_number() == Some(n) && entry_cidr(e) == Some(c))
                 };
-                let known: Vec<i32> = age_order
+                let known: Vec<i32> = age_order()
+                    .await
                     .iter()
                     .filter(|(n, c)| ours.contains(n) && holds(*n, *c))
                     .map(|(n, _)| *n)

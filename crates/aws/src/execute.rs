@@ -373,7 +373,7 @@ impl Executor {
         let mut placed = Vec::new();
         let mut details = Vec::new();
         for nacl in &nacls {
-            let ages = match &self.records {
+            let ages = async || match &self.records {
                 Some(r) => r.block_ages(nacl, egress).await.unwrap_or_else(|e| {
                     warn!(
                         code = e.code.as_deref().unwrap_or("-"),
@@ -384,7 +384,7 @@ impl Executor {
                 None => Vec::new(),
             };
             let (s, number, _evicted) =
-                ec2::block_ip(&self.clients.ec2, nacl, cidr, spec, &ages).await?;
+                ec2::block_ip(&self.clients.ec2, nacl, cidr, spec, ages).await?;
             if !s.already {
                 if let Some(r) = &self.records {
                     let created = Utc::now();
@@ -723,10 +723,12 @@ impl Executor {
             })
             .collect();
         if let Some(store) = &self.records {
-            for o in actions
-                .iter()
-                .filter(|o| o.kind != ActionKind::RecordIncident)
-            {
+            // An action with a final object from an earlier delivery keeps
+            // it (writes are conditional, so writing again would only cost a
+            // refused PUT per action on every replay).
+            for o in actions.iter().filter(|o| {
+                o.kind != ActionKind::RecordIncident && finished(o.index, o.kind).is_none()
+            }) {
                 if let Err(e) = store
                     .put_new(&RecordStore::outcome_key(&prefix, o), o)
                     .await

@@ -31,8 +31,13 @@ pub fn subject(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
     } else {
         "recorded"
     };
-    let raw = format!("[Firebreak] {} {} ({})", i.severity, i.incident_type, state);
-    let ascii: String = raw
+    // Only the finding type is attacker-shaped and of any length: it is the
+    // part cut, so the severity and the state always show.
+    let head = format!("[Firebreak] {} ", i.severity);
+    let tail = format!(" ({state})");
+    let room = 99 - head.len() - tail.len();
+    let mut kind: String = i
+        .incident_type
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -42,11 +47,11 @@ pub fn subject(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
             }
         })
         .collect();
-    if ascii.len() > 99 {
-        format!("{}...", &ascii[..96])
-    } else {
-        ascii
+    if kind.len() > room {
+        kind.truncate(room - 3);
+        kind.push_str("...");
     }
+    format!("{head}{kind}{tail}")
 }
 
 /// The readable part, then the JSON.
@@ -114,6 +119,17 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
     if let Some(r) = record {
         let _ = writeln!(m, "Record: {r}");
     }
+    // The readable part is bounded too (an incident with very many actions
+    // must still be deliverable); the record in S3 has everything.
+    let readable_cap = MAX_MESSAGE_BYTES / 2;
+    if m.len() > readable_cap {
+        let mut cut = readable_cap;
+        while !m.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        m.truncate(cut);
+        m.push_str("\n… (cut: the record has every action)\n");
+    }
     let machine = json!({ "incident": i, "actions": outcomes, "record": record });
     let mut text = serde_json::to_string(&machine).unwrap_or_default();
     let budget = MAX_MESSAGE_BYTES.saturating_sub(4096 + m.len());
@@ -160,4 +176,67 @@ pub async fn publish(
         .await
         .map_err(|e| AwsError::from_sdk("Publish", e))?;
     Ok(out.message_id().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firebreak_core::{plan_event, ActionKind, Config};
+    use std::collections::BTreeMap;
+
+    fn plan() -> PlannedIncident {
+        let cfg = Config::load(&BTreeMap::new(), None).unwrap();
+        let event = include_bytes!("../../../events/guardduty-leaked-key.json");
+        plan_event(event, &cfg).unwrap().incidents.remove(0)
+    }
+
+    fn outcome(index: usize, detail: String) -> ActionOutcome {
+        ActionOutcome {
+            index,
+            kind: ActionKind::BlockIp,
+            target: format!("198.51.100.{}/32", index % 250),
+            status: Status::Failed,
+            detail,
+            prior_state: serde_json::Value::Null,
+            calls: Vec::new(),
+            error: None,
+            at: "2026-11-22T03:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn notices_stay_under_the_sns_limit_and_keep_the_first_lines() {
+        let p = plan();
+        // 3000 outcomes of ~300 bytes: about 1 MB of readable text alone.
+        let many: Vec<ActionOutcome> = (0..3000).map(|n| outcome(n, "é".repeat(150))).collect();
+        let m = message(&p, &many, Some("s3://b/k"));
+        assert!(m.len() <= MAX_MESSAGE_BYTES - 4096, "{} bytes", m.len());
+        assert!(m.starts_with(&format!("Firebreak incident {}", p.incident.id)));
+        assert!(m.contains("(cut: the record has every action)"));
+        assert!(m.contains("\"truncated\":true"));
+        // Small notices are whole: readable part, separator, full JSON.
+        let few = vec![outcome(0, "denied".into())];
+        let m = message(&p, &few, None);
+        let (_, machine) = m.split_once("\n---\n").unwrap();
+        let v: serde_json::Value = serde_json::from_str(machine).unwrap();
+        assert_eq!(v["incident"]["id"], p.incident.id.as_str());
+        assert_eq!(v["actions"][0]["detail"], "denied");
+    }
+
+    #[test]
+    fn subjects_are_short_single_line_ascii() {
+        let mut p = plan();
+        p.incident.incident_type = format!("Recon:IAMUser/Ünusual\n{}", "X".repeat(300));
+        let s = subject(&p, &[outcome(0, String::new())]);
+        assert!(s.len() < 100, "{s}");
+        assert!(s.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{s}");
+        assert!(
+            s.ends_with("(CONTAINMENT FAILED)"),
+            "the state always shows: {s}"
+        );
+        assert!(
+            s.starts_with("[Firebreak] HIGH Recon:IAMUser/?nusual?XX"),
+            "{s}"
+        );
+    }
 }

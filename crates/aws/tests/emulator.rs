@@ -226,6 +226,24 @@ async fn leaked_key_only_the_named_key_goes_inactive_once() {
 
     // The same event again: nothing changes, no second record, no second notice.
     let objects_before = objects(&acct, "records-leaked-key").await;
+    // Records are encrypted at rest (SSE-S3 unless a KMS key is configured).
+    let record_key = objects_before
+        .iter()
+        .find(|k| k.ends_with("/incident.json"))
+        .unwrap();
+    let head = acct
+        .clients
+        .s3
+        .head_object()
+        .bucket("records-leaked-key")
+        .key(record_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
+    );
     let second = exec.run(&plan.incidents[0]).await;
     assert_eq!(
         status_of(&second, ActionKind::DeactivateAccessKey),
@@ -331,6 +349,30 @@ async fn a_sample_finding_changes_nothing_but_is_recorded() {
     assert_eq!(notices(&acct).await.len(), 1);
 }
 
+/// The brute-force sample aimed at a new VPC's subnet: (event, its NACL).
+async fn brute_force_on_new_subnet(acct: &Account) -> (Value, String) {
+    let (vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
+    let mut ev = event("guardduty-ssh-brute-force.json");
+    let eni = &mut ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0];
+    eni["subnetId"] = subnet.into();
+    eni["vpcId"] = vpc.into();
+    (ev, nacl)
+}
+
+/// Settings from `vars` under events/policy.toml, whose production-tag rule
+/// makes the brute-force sample HIGH.
+fn policy_config(vars: &[(&str, &str)]) -> Config {
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/policy.toml"),
+    )
+    .unwrap();
+    let vars: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load(&vars, Some(("policy.toml", &policy))).unwrap()
+}
+
 async fn deny_entries(acct: &Account, nacl: &str, egress: bool) -> Vec<(i32, String)> {
     let out = acct
         .clients
@@ -363,26 +405,12 @@ async fn deny_entries(acct: &Account, nacl: &str, egress: bool) -> Vec<(i32, Str
 async fn inbound_brute_force_is_denied_at_the_subnets_nacl_once() {
     let emu = Emulator::start();
     let acct = account(&emu, "records-brute-force").await;
-    let (vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
-    let mut ev = event("guardduty-ssh-brute-force.json");
-    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["subnetId"] =
-        subnet.clone().into();
-    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["vpcId"] = vpc.into();
-    // The production tag rule of events/policy.toml makes this HIGH.
-    let policy = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/policy.toml"),
-    )
-    .unwrap();
-    let mut vars = BTreeMap::new();
-    vars.insert(
-        "FIREBREAK_RECORDS_BUCKET".to_string(),
-        "records-brute-force".to_string(),
-    );
-    vars.insert(
-        "FIREBREAK_TEAM_TOPIC_ARN".to_string(),
-        acct.cfg.team_topic_arn.clone().unwrap(),
-    );
-    let cfg = Arc::new(Config::load(&vars, Some(("policy.toml", &policy))).unwrap());
+    let (ev, nacl) = brute_force_on_new_subnet(&acct).await;
+    let team = acct.cfg.team_topic_arn.clone().unwrap();
+    let cfg = Arc::new(policy_config(&[
+        ("FIREBREAK_RECORDS_BUCKET", "records-brute-force"),
+        ("FIREBREAK_TEAM_TOPIC_ARN", &team),
+    ]));
     let plan = plan_event(ev.to_string().as_bytes(), &cfg).unwrap();
     let exec = Executor::connect(acct.clients.clone(), cfg.clone())
         .await
@@ -402,12 +430,9 @@ async fn inbound_brute_force_is_denied_at_the_subnets_nacl_once() {
         "nothing on egress"
     );
     // Again: the NACL is the truth, nothing is added.
-    let exec2 = Executor::connect(
-        acct.clients.clone(),
-        Arc::new(Config::load(&BTreeMap::new(), Some(("policy.toml", &policy))).unwrap()),
-    )
-    .await
-    .unwrap();
+    let exec2 = Executor::connect(acct.clients.clone(), Arc::new(policy_config(&[])))
+        .await
+        .unwrap();
     let again = exec2.run(&plan.incidents[0]).await;
     assert_eq!(status_of(&again, ActionKind::BlockIp), Status::AlreadyDone);
     assert_eq!(deny_entries(&acct, &nacl, false).await, entries);
@@ -807,27 +832,13 @@ async fn failed_login_alarm_keeps_the_logs_longer_and_queries_its_window() {
 async fn dry_run_and_foreign_accounts_change_nothing() {
     let emu = Emulator::start();
     let acct = account(&emu, "records-dry").await;
-    let (vpc, subnet, nacl) = support::vpc_with_subnet(&acct.clients.ec2).await;
-    let mut ev = event("guardduty-ssh-brute-force.json");
-    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["subnetId"] =
-        subnet.clone().into();
-    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["vpcId"] = vpc.into();
-    let mut vars = BTreeMap::new();
-    vars.insert(
-        "FIREBREAK_RECORDS_BUCKET".to_string(),
-        "records-dry".to_string(),
-    );
-    vars.insert(
-        "FIREBREAK_TEAM_TOPIC_ARN".to_string(),
-        acct.cfg.team_topic_arn.clone().unwrap(),
-    );
-    vars.insert("FIREBREAK_DRY_RUN".to_string(), "true".to_string());
-    // The production tag rule of events/policy.toml makes this HIGH.
-    let policy = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/policy.toml"),
-    )
-    .unwrap();
-    let cfg = Config::load(&vars, Some(("policy.toml", &policy))).unwrap();
+    let (ev, nacl) = brute_force_on_new_subnet(&acct).await;
+    let team = acct.cfg.team_topic_arn.clone().unwrap();
+    let cfg = policy_config(&[
+        ("FIREBREAK_RECORDS_BUCKET", "records-dry"),
+        ("FIREBREAK_TEAM_TOPIC_ARN", &team),
+        ("FIREBREAK_DRY_RUN", "true"),
+    ]);
     let exec = Executor::connect(acct.clients.clone(), Arc::new(cfg.clone()))
         .await
         .unwrap();

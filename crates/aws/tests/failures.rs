@@ -330,7 +330,7 @@ async fn block_9(
         "acl-0a1b2c3d4e5f60718",
         "198.51.100.9/32".parse().unwrap(),
         SPEC,
-        ages,
+        async || ages.to_vec(),
     )
     .await
 }
@@ -652,4 +652,49 @@ async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
         serde_json::json!(["sg-0db"])
     );
     assert_eq!(step.prior_state["termination_protection"], false);
+}
+
+/// The envelope is checked again right before the calls: a block planned
+/// when the address was not allow-listed is refused if it is by the time it
+/// runs — and EC2 (whose mock here answers nothing) is never called.
+#[tokio::test]
+async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
+    let nobody = mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
+        aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder().build()
+    });
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nobody]);
+    let clients = Clients {
+        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, []),
+        ec2,
+        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, []),
+        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
+        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
+        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+    };
+    let when_planned = Config::load(&BTreeMap::new(), None).unwrap();
+    let command = serde_json::json!({"command": "block_ip", "ip": "198.51.100.40", "subnet_ids": ["subnet-0123456789abcdef0"], "requested_by": "oncall", "reason": "test"});
+    let plans = plan_event(command.to_string().as_bytes(), &when_planned).unwrap();
+    assert_eq!(
+        plans.incidents[0].actions[0].status,
+        firebreak_core::PlanStatus::Planned
+    );
+    let now: BTreeMap<String, String> = [(
+        "FIREBREAK_ALLOWLIST".to_string(),
+        "198.51.100.0/24".to_string(),
+    )]
+    .into();
+    let exec = Executor::for_account(
+        clients,
+        Arc::new(Config::load(&now, None).unwrap()),
+        "111122223333",
+    );
+    let report = exec.run(&plans.incidents[0]).await;
+    let block = report
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::BlockIp)
+        .unwrap();
+    assert_eq!(block.status, Status::Skipped, "{block:?}");
+    assert!(block.detail.contains("allow"), "{block:?}");
+    assert_eq!(nobody.num_calls(), 0, "no EC2 call for a refused block");
 }

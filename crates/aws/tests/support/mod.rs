@@ -17,6 +17,7 @@ use aws_sdk_s3::config::Credentials;
 pub const ACCOUNT: &str = "111122223333";
 
 /// A running moto server.
+#[derive(Debug)]
 pub struct Emulator {
     child: Child,
     /// `http://127.0.0.1:PORT`.
