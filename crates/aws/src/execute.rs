@@ -43,6 +43,10 @@ pub struct Executor {
 pub struct IncidentReport {
     /// The incident id.
     pub id: String,
+    /// Its severity class.
+    pub severity: firebreak_core::Severity,
+    /// What it is (the GuardDuty finding type, the alert type, `COMMAND:…`).
+    pub incident_type: String,
     /// Where its record is (`s3://bucket/key`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
@@ -740,6 +744,8 @@ impl Executor {
         actions.extend(extra);
         IncidentReport {
             id: i.id.clone(),
+            severity: i.severity,
+            incident_type: i.incident_type.clone(),
             record: record_uri,
             actions,
         }
@@ -929,6 +935,8 @@ mod tests {
             };
         let report = IncidentReport {
             id: "fb-00000000000000000000".into(),
+            severity: firebreak_core::Severity::High,
+            incident_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
             record: None,
             actions: vec![
                 failed(

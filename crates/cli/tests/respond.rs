@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use aws_sdk_ec2::types::{Filter, RuleAction};
 use aws_sdk_iam::types::StatusType;
 use serde_json::Value;
-use support::Emulator;
+use support::{statuses, Emulator};
 
 fn events() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
@@ -55,20 +55,6 @@ fn respond(emu: &Emulator, bucket: &str, topic: &str, event: &Value) -> (Output,
         )
     });
     (out, json)
-}
-
-fn statuses(report: &Value) -> Vec<(String, String)> {
-    report["incidents"][0]["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["kind"].as_str().unwrap().to_string(),
-                a["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {

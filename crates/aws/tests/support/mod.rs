@@ -44,11 +44,21 @@ pub fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// The workspace root (where `Cargo.lock` and `.venv` are), whichever
+/// member's test includes this module.
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|d| d.join("Cargo.lock").exists())
+        .unwrap_or(&here)
+        .to_path_buf()
+}
+
 fn moto_server() -> PathBuf {
     if let Some(p) = std::env::var_os("FIREBREAK_TEST_MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    let p = workspace_root().join(".venv/bin/moto_server");
     assert!(
         p.exists(),
         "the local AWS emulator is not installed: run `make venv` (installs moto[server]==5.2.5 into .venv), \
@@ -254,4 +264,20 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
         .send()
         .await
         .unwrap();
+}
+
+/// `(kind, status)` of every action of the first incident in an answer
+/// (`firebreak respond`'s output, a function's response).
+pub fn statuses(answer: &serde_json::Value) -> Vec<(String, String)> {
+    answer["incidents"][0]["actions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no actions in {answer:#}"))
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }

@@ -1,0 +1,330 @@
+//! What every Firebreak Lambda function shares: start-up (logs, settings and
+//! AWS clients once per cold start), the handler for each kind of function,
+//! and errors that tell Lambda — and the people reading its logs — whether a
+//! retry can help.
+//!
+//! Each function crate's `main` is one line: [`run`] with its [`Function`].
+
+use std::sync::Arc;
+
+use firebreak_aws::{Clients, Executor, Response};
+use firebreak_core::{plan_event, sanitize, Config, PlanSet, Source};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::{json, Value};
+use tracing::{error, info};
+
+/// The four functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// SNS events carrying CloudWatch alarms.
+    Alarm,
+    /// EventBridge "GuardDuty Finding" events, or the same inside SNS.
+    GuardDuty,
+    /// A responder's direct invocation: the team's alert shape or a command.
+    Manual,
+    /// On a schedule: lifts blocks whose time is up.
+    Expirer,
+}
+
+impl Function {
+    fn name(self) -> &'static str {
+        match self {
+            Function::Alarm => "alarm responder",
+            Function::GuardDuty => "GuardDuty responder",
+            Function::Manual => "manual responder",
+            Function::Expirer => "block expirer",
+        }
+    }
+
+    fn accepts(self) -> Option<Source> {
+        match self {
+            Function::Alarm => Some(Source::CloudwatchAlarm),
+            Function::GuardDuty => Some(Source::Guardduty),
+            Function::Manual => Some(Source::Manual),
+            Function::Expirer => None,
+        }
+    }
+}
+
+/// The longest error message Lambda gets from us; event text inside it was
+/// already capped by the parser, this bounds the whole sentence.
+const MESSAGE_CAP: usize = 4096;
+
+/// Why an invocation failed, in the words Lambda shows: the error type says
+/// whether a retry can help (`Firebreak.RetryableFailure`) or not.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The event is not one this function handles; nothing was changed.
+    #[error("refused, nothing was changed: {0}")]
+    BadInput(String),
+    /// Containment failed in a way a retry may fix (throttling, timeouts).
+    #[error("{0}")]
+    Retryable(String),
+    /// Containment failed in a way a retry will not fix (AccessDenied, a
+    /// missing resource): a human must look.
+    #[error("{0}")]
+    NeedsAHuman(String),
+}
+
+impl From<Failure> for Diagnostic {
+    fn from(f: Failure) -> Diagnostic {
+        let error_type = match f {
+            Failure::BadInput(_) => "Firebreak.BadInput",
+            Failure::Retryable(_) => "Firebreak.RetryableFailure",
+            Failure::NeedsAHuman(_) => "Firebreak.NeedsAHuman",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            // Parts of the message can come from the event (an attacker's
+            // text) or an AWS error: control characters are escaped so it
+            // cannot forge log lines, and it is capped.
+            error_message: sanitize::clean(&f.to_string(), MESSAGE_CAP),
+        }
+    }
+}
+
+/// Built once per cold start.
+#[derive(Debug)]
+pub struct State {
+    function: Function,
+    cfg: Arc<Config>,
+    executor: Executor,
+}
+
+impl State {
+    /// Reads the settings (`FIREBREAK_*`, the policy file) and builds the
+    /// clients. A settings error stops the cold start with its message.
+    pub async fn init(function: Function) -> Result<State, lambda_runtime::Error> {
+        let cfg = Arc::new(Config::from_env(None)?);
+        let clients = Clients::from_env().await;
+        let executor = Executor::connect(clients, cfg.clone()).await?;
+        info!(
+            function = function.name(),
+            account = executor.account(),
+            dry_run = cfg.dry_run,
+            "ready"
+        );
+        Ok(State {
+            function,
+            cfg,
+            executor,
+        })
+    }
+
+    /// One invocation.
+    pub async fn handle(&self, payload: &Value) -> Result<Value, Failure> {
+        if self.function == Function::Expirer {
+            return self.expire().await;
+        }
+        let bytes = serde_json::to_vec(payload).map_err(|e| Failure::BadInput(e.to_string()))?;
+        let plans = plan_event(&bytes, &self.cfg).map_err(|e| {
+            let e = sanitize::text(&e.to_string());
+            error!(function = self.function.name(), error = %e, "event refused");
+            Failure::BadInput(e)
+        })?;
+        check_source(self.function, &plans).inspect_err(|e| {
+            error!(function = self.function.name(), error = %e, "event refused");
+        })?;
+        let response = firebreak_aws::respond(&self.executor, &plans).await;
+        for r in &response.incidents {
+            info!(incident_id = %r.id, actions = r.actions.len(), failed = r.failed().len(), "incident handled");
+        }
+        answer(self.function, &response)
+    }
+
+    async fn expire(&self) -> Result<Value, Failure> {
+        let lifted = self
+            .executor
+            .expire_blocks(chrono::Utc::now())
+            .await
+            .map_err(|e| {
+                if e.retryable {
+                    Failure::Retryable(e.to_string())
+                } else {
+                    Failure::NeedsAHuman(e.to_string())
+                }
+            })?;
+        let failed: Vec<String> = lifted
+            .iter()
+            .filter(|l| l.status == firebreak_aws::outcome::Status::Failed)
+            .map(|l| {
+                format!(
+                    "{} rule {} ({}): {}",
+                    l.marker.network_acl_id, l.marker.rule_number, l.marker.cidr, l.detail
+                )
+            })
+            .collect();
+        info!(lifted = lifted.len(), failed = failed.len(), "expiry run");
+        if !failed.is_empty() {
+            return Err(Failure::Retryable(format!(
+                "could not lift: {}",
+                failed.join("; ")
+            )));
+        }
+        Ok(json!({ "lifted": lifted }))
+    }
+}
+
+/// Each function takes only its own source: an alarm sent to the GuardDuty
+/// function is a wiring mistake, refused before anything is done.
+fn check_source(function: Function, plans: &PlanSet) -> Result<(), Failure> {
+    let Some(want) = function.accepts() else {
+        return Ok(());
+    };
+    match plans.incidents.iter().find(|p| p.incident.source != want) {
+        Some(other) => Err(Failure::BadInput(format!(
+            "the {} handles {} events; this one is from {} — send it to that function",
+            function.name(),
+            want.as_str(),
+            other.incident.source.as_str()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What the invocation returns. The manual responder always answers with
+/// the outcome (`"ok"` says whether everything succeeded); the others fail
+/// the invocation when an action failed, so Lambda retries or dead-letters it.
+fn answer(function: Function, response: &Response) -> Result<Value, Failure> {
+    let mut body = serde_json::to_value(response).unwrap_or(Value::Null);
+    let failure = response.failure();
+    match failure {
+        // A responder invoked us and waits for the answer: show them
+        // everything, including what failed; they decide on a retry.
+        _ if function == Function::Manual => {
+            body["ok"] = json!(failure.is_none());
+            if let Some(failure) = failure {
+                body["failure"] = json!(failure);
+                body["retryable"] = json!(response.retryable());
+            }
+            Ok(body)
+        }
+        None => Ok(body),
+        // SNS and EventBridge retry a failed invocation; that is what a
+        // throttled or timed-out containment needs. Completed actions
+        // are not done again on the retry.
+        Some(failure) if response.retryable() => Err(Failure::Retryable(failure)),
+        Some(failure) => Err(Failure::NeedsAHuman(failure)),
+    }
+}
+
+/// Runs one function: logs (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`), state
+/// once, then the Lambda runtime loop.
+pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let state = Arc::new(State::init(function).await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let state = state.clone();
+        async move { state.handle(&event.payload).await }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use firebreak_aws::outcome::{ActionOutcome, ErrorInfo, Status};
+    use firebreak_aws::IncidentReport;
+    use firebreak_core::ActionKind;
+
+    fn plans(event: &[u8]) -> PlanSet {
+        plan_event(event, &Config::default()).unwrap()
+    }
+
+    fn response(error: Option<(&str, bool)>) -> Response {
+        let action = ActionOutcome {
+            index: 0,
+            kind: ActionKind::DeactivateAccessKey,
+            target: "AKIAEXAMPLE".into(),
+            status: if error.is_some() {
+                Status::Failed
+            } else {
+                Status::Done
+            },
+            detail: "d".into(),
+            prior_state: Value::Null,
+            calls: vec![],
+            error: error.map(|(code, retryable)| ErrorInfo {
+                operation: "UpdateAccessKey".into(),
+                code: Some(code.into()),
+                message: "m".into(),
+                retryable,
+            }),
+            at: "2026-11-22T00:00:00.000Z".into(),
+        };
+        Response {
+            incidents: vec![IncidentReport {
+                id: "inc-1".into(),
+                severity: firebreak_core::Severity::High,
+                incident_type:
+                    "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS".into(),
+                record: None,
+                actions: vec![action],
+            }],
+            ignored: vec![],
+        }
+    }
+
+    #[test]
+    fn each_function_takes_only_its_own_source() {
+        let alarm = plans(include_bytes!("../../../events/alarm-failed-login.json"));
+        let finding = plans(include_bytes!("../../../events/guardduty-leaked-key.json"));
+        let wrapped = plans(include_bytes!(
+            "../../../events/guardduty-leaked-key-via-sns.json"
+        ));
+        let command = plans(include_bytes!("../../../events/command-block-ip.json"));
+        assert!(check_source(Function::Alarm, &alarm).is_ok());
+        assert!(check_source(Function::GuardDuty, &finding).is_ok());
+        assert!(check_source(Function::GuardDuty, &wrapped).is_ok());
+        assert!(check_source(Function::Manual, &command).is_ok());
+        let Err(Failure::BadInput(why)) = check_source(Function::GuardDuty, &alarm) else {
+            panic!("an alarm was accepted by the GuardDuty function");
+        };
+        assert!(why.contains("cloudwatch_alarm"), "{why}");
+        assert!(check_source(Function::Alarm, &finding).is_err());
+        assert!(check_source(Function::Manual, &finding).is_err());
+    }
+
+    #[test]
+    fn failures_say_whether_a_retry_can_help() {
+        assert!(answer(Function::GuardDuty, &response(None)).is_ok());
+        assert!(matches!(
+            answer(Function::GuardDuty, &response(Some(("Throttling", true)))),
+            Err(Failure::Retryable(_))
+        ));
+        let Err(Failure::NeedsAHuman(why)) =
+            answer(Function::Alarm, &response(Some(("AccessDenied", false))))
+        else {
+            panic!("AccessDenied must not look retryable");
+        };
+        assert!(
+            why.contains("AccessDenied") && why.contains("AKIAEXAMPLE"),
+            "{why}"
+        );
+        let d = Diagnostic::from(Failure::NeedsAHuman(why));
+        assert_eq!(d.error_type, "Firebreak.NeedsAHuman");
+    }
+
+    #[test]
+    fn the_manual_responder_always_answers_with_the_outcome() {
+        let ok = answer(Function::Manual, &response(None)).unwrap();
+        assert_eq!(ok["ok"], json!(true));
+        assert_eq!(ok["incidents"][0]["actions"][0]["status"], json!("done"));
+        let failed = answer(Function::Manual, &response(Some(("Throttling", true)))).unwrap();
+        assert_eq!(failed["ok"], json!(false));
+        assert_eq!(failed["retryable"], json!(true));
+        assert!(failed["failure"].as_str().unwrap().contains("Throttling"));
+    }
+
+    #[test]
+    fn error_messages_cannot_forge_log_lines() {
+        let forged = "bad\n{\"level\":\"INFO\",\"msg\":\"all clear\"}\u{1b}[2J".repeat(500);
+        let d = Diagnostic::from(Failure::BadInput(forged));
+        assert_eq!(d.error_type, "Firebreak.BadInput");
+        assert!(!d.error_message.contains('\n') && !d.error_message.contains('\u{1b}'));
+        assert!(d.error_message.contains("\\n"));
+        assert!(d.error_message.chars().count() <= MESSAGE_CAP + 1);
+    }
+}

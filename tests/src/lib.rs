@@ -1,0 +1,388 @@
+//! The local AWS and the local Lambda service, for the end-to-end tests and
+//! `make demo`: moto's server mode seeded with a small account, and the
+//! function binaries `cargo test --workspace --all-targets` (or `cargo build
+//! --workspace --all-targets`) already built, polling `cargo lambda watch
+//! --only-lambda-apis`, which serves the Lambda Invoke API that
+//! `cargo lambda invoke` and `aws lambda invoke --endpoint-url` call.
+//!
+//! Running the binaries already built (rather than letting watch build them)
+//! matters: a plain `cargo build -p <function>` resolves different features
+//! than the workspace test build and would compile the AWS SDK a second time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+#[path = "../../crates/aws/tests/support/mod.rs"]
+pub mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use support::{Emulator, ACCOUNT};
+
+/// The four functions, by binary (= function) name.
+pub const FUNCTIONS: [&str; 4] = [
+    "firebreak-alarm",
+    "firebreak-guardduty",
+    "firebreak-manual",
+    "firebreak-expirer",
+];
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    support::workspace_root()
+}
+
+/// A tool from the project's venv.
+pub fn venv_bin(name: &str) -> PathBuf {
+    root().join(".venv/bin").join(name)
+}
+
+/// Where cargo put this build's binaries (`target/debug`), found from the
+/// running executable so a custom `CARGO_TARGET_DIR` works too.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    // Test binaries live in target/debug/deps; binaries in target/debug.
+    if dir.ends_with("deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Builds the function binaries (once per process). `cargo test` builds
+/// test harnesses, not the other packages' binaries, and a binary left from
+/// an earlier build would test old code. With everything fresh this is a
+/// no-op of a second or two. `--all-targets` keeps the feature set of the
+/// test build, so nothing is compiled twice.
+pub fn build_functions() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--quiet",
+            ])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the functions failed");
+    });
+}
+
+/// A file name no other invocation in this process (tests run in
+/// parallel) or another process uses.
+fn temp_file(what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "firebreak-{what}-{}-{}.json",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The seeded account: what the demo and the end-to-end tests act on.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// Bucket for the records.
+    pub bucket: String,
+    /// Team topic.
+    pub team_topic: String,
+    /// Stakeholder topic.
+    pub stakeholder_topic: String,
+    /// Queue subscribed to the team topic (to read notices back).
+    pub team_queue: String,
+    /// The user and its two keys.
+    pub user: String,
+    /// The keys; the first is the one the leaked-key finding names.
+    pub keys: Vec<String>,
+    /// VPC, subnet, its NACL.
+    pub vpc: String,
+    /// Subnet.
+    pub subnet: String,
+    /// NACL of the subnet.
+    pub nacl: String,
+    /// The instance with a data volume, and its launch group.
+    pub instance: String,
+    /// The instance's launch group.
+    pub web_group: String,
+    /// The application log group for failed logins.
+    pub log_group: String,
+}
+
+impl Seeded {
+    /// The `FIREBREAK_*` settings the functions run with against this
+    /// account (events/policy.toml as the policy file).
+    pub fn settings(&self) -> BTreeMap<String, String> {
+        [
+            (
+                "FIREBREAK_POLICY_FILE",
+                root().join("events/policy.toml").display().to_string(),
+            ),
+            ("FIREBREAK_RECORDS_BUCKET", self.bucket.clone()),
+            ("FIREBREAK_TEAM_TOPIC_ARN", self.team_topic.clone()),
+            (
+                "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
+                self.stakeholder_topic.clone(),
+            ),
+            ("FIREBREAK_LOG_GROUPS", self.log_group.clone()),
+            ("FIREBREAK_DEFAULT_NACLS", self.nacl.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Seeds a small account: a user with two keys, a VPC with a subnet and its
+/// NACL, an instance with a volume, a log group, the bucket and the topics
+/// (the team topic with an SQS subscription to read notices back).
+pub async fn seed(emu: &Emulator) -> Seeded {
+    let sdk = emu.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let bucket = "acme-firebreak-records".to_string();
+    support::create_bucket(&s3, &bucket).await;
+    let topic = |name: &'static str| {
+        let sns = sns.clone();
+        async move {
+            sns.create_topic()
+                .name(name)
+                .send()
+                .await
+                .unwrap()
+                .topic_arn
+                .unwrap()
+        }
+    };
+    let team_topic = topic("firebreak-team").await;
+    let stakeholder_topic = topic("firebreak-stakeholders").await;
+    let team_queue = sqs
+        .create_queue()
+        .queue_name("team-inbox")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = format!("arn:aws:sqs:eu-west-1:{ACCOUNT}:team-inbox");
+    sns.subscribe()
+        .topic_arn(&team_topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .unwrap();
+    let user = "ci-deployer".to_string();
+    let keys = support::user_with_keys(&iam, &user, 2).await;
+    let (vpc, subnet, nacl) = support::vpc_with_subnet(&ec2).await;
+    let (instance, web_group) = support::instance_with_volume(&ec2, &vpc, &subnet).await;
+    let log_group = "/prod/auth-service".to_string();
+    logs.create_log_group()
+        .log_group_name(&log_group)
+        .send()
+        .await
+        .unwrap();
+    logs.put_retention_policy()
+        .log_group_name(&log_group)
+        .retention_in_days(30)
+        .send()
+        .await
+        .unwrap();
+    Seeded {
+        bucket,
+        team_topic,
+        stakeholder_topic,
+        team_queue,
+        user,
+        keys,
+        vpc,
+        subnet,
+        nacl,
+        instance,
+        web_group,
+        log_group,
+    }
+}
+
+/// `cargo lambda watch --only-lambda-apis` and the four function binaries
+/// polling it. Everything is stopped on drop.
+#[derive(Debug)]
+pub struct Functions {
+    watch: Child,
+    functions: Vec<Child>,
+    /// The Lambda Invoke API: `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl Drop for Functions {
+    fn drop(&mut self) {
+        for c in self
+            .functions
+            .iter_mut()
+            .chain(std::iter::once(&mut self.watch))
+        {
+            support::stop(c);
+        }
+    }
+}
+
+impl Functions {
+    /// Starts the Lambda APIs and every function with `settings` (the
+    /// `FIREBREAK_*` variables) against the emulator.
+    pub fn start(emu: &Emulator, settings: &BTreeMap<String, String>) -> Functions {
+        let port = free_port();
+        let watch = Command::new("timeout")
+            .arg("900")
+            .arg(venv_bin("cargo-lambda"))
+            .args(["lambda", "watch", "--only-lambda-apis"])
+            .args(["--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &port.to_string()])
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cargo lambda watch (run `make venv`)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        build_functions();
+        let mut functions = Vec::new();
+        for name in FUNCTIONS {
+            let bin = bin_dir().join(name);
+            assert!(
+                bin.exists(),
+                "{} is not built: build with `cargo build --workspace --all-targets`",
+                bin.display()
+            );
+            let mut cmd = Command::new("timeout");
+            cmd.arg("900").arg(&bin);
+            for (k, _) in std::env::vars()
+                .filter(|(k, _)| k.starts_with("FIREBREAK_") || k.starts_with("AWS_"))
+            {
+                cmd.env_remove(k);
+            }
+            cmd.env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt/{name}"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("AWS_ENDPOINT_URL", &emu.url)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(settings)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            functions.push(cmd.spawn().unwrap());
+        }
+        Functions {
+            watch,
+            functions,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    /// `cargo lambda invoke --data-file FILE FUNCTION`.
+    pub fn invoke_file(&self, function: &str, file: &Path) -> Output {
+        Command::new(venv_bin("cargo-lambda"))
+            .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &self.port.to_string()])
+            .arg("--data-file")
+            .arg(file)
+            .args(["--output-format", "json"])
+            .arg(function)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    }
+
+    /// The error a failed `cargo lambda invoke` reports, as
+    /// `ErrorType: message` (it prints `Error: <type>` and the message in a
+    /// box of `×`/`│` lines).
+    pub fn error_of(out: &Output) -> String {
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let kind = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Error: "))
+            .unwrap_or("")
+            .to_string();
+        let message: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                l.strip_prefix('×').or_else(|| l.strip_prefix('│'))
+            })
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        format!("{kind}: {}", message.join(" "))
+    }
+
+    /// The same with a JSON value (written to a temporary file).
+    pub fn invoke(&self, function: &str, payload: &serde_json::Value) -> Output {
+        let file = temp_file("payload");
+        std::fs::write(&file, payload.to_string()).unwrap();
+        let out = self.invoke_file(function, &file);
+        let _ = std::fs::remove_file(&file);
+        out
+    }
+
+    /// The way a responder does it: `aws lambda invoke --endpoint-url …`.
+    /// This is AWS CLI v1 (the one on PyPI), which sends `--payload` as
+    /// is; v2 needs `--cli-binary-format raw-in-base64-out` for the same.
+    pub fn aws_cli_invoke(&self, function: &str, payload: &serde_json::Value) -> (Output, String) {
+        let answer = temp_file("answer");
+        let out = Command::new(venv_bin("aws"))
+            .args(["lambda", "invoke", "--endpoint-url", &self.url])
+            .args(["--region", "eu-west-1", "--function-name", function])
+            .arg("--payload")
+            .arg(payload.to_string())
+            .arg(&answer)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        let body = std::fs::read_to_string(&answer).unwrap_or_default();
+        let _ = std::fs::remove_file(&answer);
+        (out, body)
+    }
+}
