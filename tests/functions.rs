@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_sdk_iam::types::StatusType;
-use firebreak_e2e::support::statuses;
+use firebreak_e2e::support::{self, statuses};
 use firebreak_e2e::{root, seed, Emulator, Functions, Seeded};
 use serde_json::{json, Value};
 
@@ -26,22 +26,7 @@ fn answer(out: &std::process::Output) -> Value {
 
 async fn key_states(emu: &Emulator, s: &Seeded) -> Vec<Option<StatusType>> {
     let iam = aws_sdk_iam::Client::new(&emu.sdk_config().await);
-    let listed = iam
-        .list_access_keys()
-        .user_name(&s.user)
-        .send()
-        .await
-        .unwrap();
-    s.keys
-        .iter()
-        .map(|k| {
-            listed
-                .access_key_metadata()
-                .iter()
-                .find(|m| m.access_key_id() == Some(k))
-                .and_then(|m| m.status().cloned())
-        })
-        .collect()
+    support::key_states(&iam, &s.user, &s.keys).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,18 +137,8 @@ async fn a_responder_isolates_and_releases_through_the_aws_cli() {
         "{answer:#}"
     );
     let ec2 = aws_sdk_ec2::Client::new(&emu.sdk_config().await);
-    let enis = ec2
-        .describe_network_interfaces()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("attachment.instance-id")
-                .values(&s.instance)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let groups: Vec<&str> = enis.network_interfaces()[0]
+    let enis = support::enis_of(&ec2, &s.instance).await;
+    let groups: Vec<&str> = enis[0]
         .groups()
         .iter()
         .filter_map(|g| g.group_id())

@@ -168,36 +168,7 @@ pub async fn seed(emu: &Emulator) -> Seeded {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     let bucket = "acme-firebreak-records".to_string();
     support::create_bucket(&s3, &bucket).await;
-    let topic = |name: &'static str| {
-        let sns = sns.clone();
-        async move {
-            sns.create_topic()
-                .name(name)
-                .send()
-                .await
-                .unwrap()
-                .topic_arn
-                .unwrap()
-        }
-    };
-    let team_topic = topic("firebreak-team").await;
-    let stakeholder_topic = topic("firebreak-stakeholders").await;
-    let team_queue = sqs
-        .create_queue()
-        .queue_name("team-inbox")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = format!("arn:aws:sqs:eu-west-1:{ACCOUNT}:team-inbox");
-    sns.subscribe()
-        .topic_arn(&team_topic)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .send()
-        .await
-        .unwrap();
+    let topics = support::topics_with_inbox(&sns, &sqs).await;
     let user = "ci-deployer".to_string();
     let keys = support::user_with_keys(&iam, &user, 2).await;
     let (vpc, subnet, nacl) = support::vpc_with_subnet(&ec2).await;
@@ -216,9 +187,9 @@ pub async fn seed(emu: &Emulator) -> Seeded {
         .unwrap();
     Seeded {
         bucket,
-        team_topic,
-        stakeholder_topic,
-        team_queue,
+        team_topic: topics.team,
+        stakeholder_topic: topics.stakeholders,
+        team_queue: topics.queue_url,
         user,
         keys,
         vpc,

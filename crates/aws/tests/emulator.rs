@@ -13,7 +13,7 @@ use firebreak_aws::outcome::{ActionOutcome, Status};
 use firebreak_aws::{Clients, Executor, IncidentReport};
 use firebreak_core::{plan_event, ActionKind, Config};
 use serde_json::Value;
-use support::Emulator;
+use support::{filter, Emulator};
 
 struct Account {
     clients: Clients,
@@ -28,52 +28,11 @@ async fn account(emu: &Emulator, bucket: &str) -> Account {
     let clients = Clients::from_config(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     support::create_bucket(&clients.s3, bucket).await;
-    let team = clients
-        .sns
-        .create_topic()
-        .name("firebreak-team")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let stakeholders = clients
-        .sns
-        .create_topic()
-        .name("firebreak-stakeholders")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("team-inbox")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    clients
-        .sns
-        .subscribe()
-        .topic_arn(&team)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "false")
-        .send()
-        .await
-        .unwrap();
+    let support::Topics {
+        team,
+        stakeholders,
+        queue_url,
+    } = support::topics_with_inbox(&clients.sns, &sqs).await;
     let vars: BTreeMap<String, String> = [
         ("FIREBREAK_RECORDS_BUCKET", bucket.to_string()),
         ("FIREBREAK_TEAM_TOPIC_ARN", team),
@@ -99,31 +58,7 @@ fn event(name: &str) -> Value {
 }
 
 async fn notices(acct: &Account) -> Vec<Value> {
-    let mut out = Vec::new();
-    for _ in 0..5 {
-        let r = acct
-            .sqs
-            .receive_message()
-            .queue_url(&acct.queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for m in r.messages() {
-            out.push(serde_json::from_str::<Value>(m.body().unwrap()).unwrap());
-        }
-        if r.messages().is_empty() {
-            break;
-        }
-    }
-    out
-}
-
-fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder()
-        .name(name)
-        .values(value)
-        .build()
+    support::notices(&acct.sqs, &acct.queue_url).await
 }
 
 fn action(r: &IncidentReport, k: ActionKind) -> &ActionOutcome {
@@ -524,15 +459,8 @@ async fn a_full_range_evicts_its_oldest_entry_and_never_a_foreign_one() {
 }
 
 async fn eni_groups(acct: &Account, instance: &str) -> Vec<String> {
-    let out = acct
-        .clients
-        .ec2
-        .describe_network_interfaces()
-        .filters(filter("attachment.instance-id", instance))
-        .send()
+    support::enis_of(&acct.clients.ec2, instance)
         .await
-        .unwrap();
-    out.network_interfaces()
         .iter()
         .flat_map(|n| n.groups())
         .filter_map(|g| g.group_id().map(str::to_string))

@@ -110,23 +110,7 @@ async fn a_leaked_key_finding_deactivates_that_key_and_nothing_else_once() {
         ]),
         "{first:#}"
     );
-    let state = || async {
-        let listed = iam
-            .list_access_keys()
-            .user_name("ci-deployer")
-            .send()
-            .await
-            .unwrap();
-        keys.iter()
-            .map(|k| {
-                listed
-                    .access_key_metadata()
-                    .iter()
-                    .find(|m| m.access_key_id() == Some(k))
-                    .and_then(|m| m.status().cloned())
-            })
-            .collect::<Vec<_>>()
-    };
+    let state = || support::key_states(&iam, "ci-deployer", &keys);
     assert_eq!(
         state().await,
         vec![Some(StatusType::Inactive), Some(StatusType::Active)]

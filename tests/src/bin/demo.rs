@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use firebreak_e2e::{root, seed, Emulator, Functions, Seeded};
+use firebreak_e2e::{root, seed, support, Emulator, Functions, Seeded};
 use serde_json::Value;
 
 fn event(name: &str, s: &Seeded) -> Value {
@@ -159,18 +159,8 @@ async fn main() {
             );
         }
     }
-    let enis = ec2
-        .describe_network_interfaces()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("attachment.instance-id")
-                .values(&s.instance)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    for n in enis.network_interfaces() {
+    let enis = support::enis_of(&ec2, &s.instance).await;
+    for n in &enis {
         let groups: Vec<String> = n
             .groups()
             .iter()
@@ -237,6 +227,15 @@ async fn main() {
         incidents,
         listed.contents().len()
     );
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let notices = support::notices(&sqs, &s.team_queue).await;
+    println!(
+        "\n== What the team was told ({} notices on the team topic)",
+        notices.len()
+    );
+    for n in &notices {
+        println!("   {}", n["Subject"].as_str().unwrap_or("(no subject)"));
+    }
     drop(fns);
     drop(emu);
     println!("\nStopped the functions and the emulator.");

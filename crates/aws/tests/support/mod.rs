@@ -281,3 +281,123 @@ pub fn statuses(answer: &serde_json::Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// An EC2 filter with one value.
+pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
+/// The network interfaces attached to `instance`.
+pub async fn enis_of(
+    ec2: &aws_sdk_ec2::Client,
+    instance: &str,
+) -> Vec<aws_sdk_ec2::types::NetworkInterface> {
+    ec2.describe_network_interfaces()
+        .filters(filter("attachment.instance-id", instance))
+        .send()
+        .await
+        .unwrap()
+        .network_interfaces
+        .unwrap_or_default()
+}
+
+/// The status of each of `keys` of `user`, in order (`None`: no such key).
+pub async fn key_states(
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+    keys: &[String],
+) -> Vec<Option<aws_sdk_iam::types::StatusType>> {
+    let listed = iam.list_access_keys().user_name(user).send().await.unwrap();
+    keys.iter()
+        .map(|k| {
+            listed
+                .access_key_metadata()
+                .iter()
+                .find(|m| m.access_key_id() == Some(k))
+                .and_then(|m| m.status().cloned())
+        })
+        .collect()
+}
+
+/// The team and stakeholder topics, and an SQS queue subscribed to the
+/// team topic so a test can read the notices back.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Team topic ARN.
+    pub team: String,
+    /// Stakeholder topic ARN.
+    pub stakeholders: String,
+    /// The team inbox.
+    pub queue_url: String,
+}
+
+/// Creates [`Topics`].
+pub async fn topics_with_inbox(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client) -> Topics {
+    let topic = |name: &'static str| async move {
+        sns.create_topic()
+            .name(name)
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap()
+    };
+    let team = topic("firebreak-team").await;
+    let stakeholders = topic("firebreak-stakeholders").await;
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("team-inbox")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(arn.clone())
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&arn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&team)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "false")
+        .send()
+        .await
+        .unwrap();
+    Topics {
+        team,
+        stakeholders,
+        queue_url,
+    }
+}
+
+/// Every notice in the team inbox (SNS envelopes), reading until empty.
+pub async fn notices(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let r = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in r.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+        }
+        if r.messages().is_empty() {
+            break;
+        }
+    }
+    out
+}
