@@ -6,13 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_sdk_iam::types::StatusType;
+use firebreak_aws::ec2::ISOLATION_GROUP;
 use firebreak_e2e::support::{self, statuses};
 use firebreak_e2e::{root, seed, Emulator, Functions, Seeded};
 use serde_json::{json, Value};
-
-fn event(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("events").join(name)).unwrap()).unwrap()
-}
 
 fn answer(out: &std::process::Output) -> Value {
     assert!(
@@ -25,8 +22,21 @@ fn answer(out: &std::process::Output) -> Value {
 }
 
 async fn key_states(emu: &Emulator, s: &Seeded) -> Vec<Option<StatusType>> {
-    let iam = aws_sdk_iam::Client::new(&emu.sdk_config().await);
-    support::key_states(&iam, &s.user, &s.keys).await
+    support::key_states(&emu.clients().await.iam, &s.user, &s.keys).await
+}
+
+/// `(group id, group name)` of the instance's network interfaces.
+async fn groups(emu: &Emulator, s: &Seeded) -> Vec<(String, String)> {
+    support::eni_groups(&emu.clients().await.ec2, &s.instance)
+        .await
+        .iter()
+        .map(|g| {
+            (
+                g.group_id().unwrap_or_default().to_string(),
+                g.group_name().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,8 +44,7 @@ async fn guardduty_function_deactivates_the_leaked_key_once_and_refuses_other_ev
     let emu = Emulator::start();
     let s = seed(&emu).await;
     let fns = Functions::start(&emu, &s.settings());
-    let mut ev = event("guardduty-leaked-key.json");
-    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = s.keys[0].clone().into();
+    let ev = s.event("guardduty-leaked-key.json");
 
     let first = answer(&fns.invoke("firebreak-guardduty", &ev));
     assert!(
@@ -93,15 +102,11 @@ async fn bad_events_are_errors_and_change_nothing() {
         }
     }
     assert!(refused >= 24);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emu.sdk_config().await)
-            .force_path_style(true)
-            .build(),
-    );
-    let listed = s3.list_objects_v2().bucket(&s.bucket).send().await.unwrap();
+    let s3 = emu.clients().await.s3;
+    let written = support::object_keys(&s3, &s.bucket, "").await;
     assert!(
-        listed.contents().is_empty(),
-        "nothing recorded for refused events"
+        written.is_empty(),
+        "nothing recorded for refused events: {written:?}"
     );
     assert_eq!(
         key_states(&emu, &s).await,
@@ -115,41 +120,36 @@ async fn a_responder_isolates_and_releases_through_the_aws_cli() {
     let s = seed(&emu).await;
     let fns = Functions::start(&emu, &s.settings());
     let isolate = json!({"command": "isolate_instance", "instance_id": s.instance, "requested_by": "oncall-alice", "reason": "mining pool traffic"});
-    let (out, body) = fns.aws_cli_invoke("firebreak-manual", &isolate);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_str(&body).unwrap();
+    let answer = fns.aws_cli_invoke("firebreak-manual", &isolate).unwrap();
+    assert_eq!(answer["ok"], json!(true), "{answer:#}");
     assert!(
         statuses(&answer).contains(&("isolate_instance".into(), "done".into())),
         "{answer:#}"
     );
+    let isolated = groups(&emu, &s).await;
+    assert!(
+        isolated.iter().any(|(_, name)| name == ISOLATION_GROUP),
+        "{isolated:?}"
+    );
     let id = answer["incidents"][0]["id"].as_str().unwrap().to_string();
 
     let release = json!({"command": "release", "incident_id": id, "requested_by": "oncall-alice", "reason": "false positive"});
-    let (out, body) = fns.aws_cli_invoke("firebreak-manual", &release);
-    assert!(out.status.success());
-    let answer: Value = serde_json::from_str(&body).unwrap();
+    let answer = fns.aws_cli_invoke("firebreak-manual", &release).unwrap();
     assert!(
         statuses(&answer).contains(&("release".into(), "done".into())),
         "{answer:#}"
     );
-    let ec2 = aws_sdk_ec2::Client::new(&emu.sdk_config().await);
-    let enis = support::enis_of(&ec2, &s.instance).await;
-    let groups: Vec<&str> = enis[0]
-        .groups()
-        .iter()
-        .filter_map(|g| g.group_id())
-        .collect();
-    assert_eq!(groups, vec![s.web_group.as_str()]);
+    assert_eq!(
+        groups(&emu, &s).await,
+        vec![(s.web_group.clone(), "web".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alarm_function_keeps_logs_longer_and_the_expirer_answers() {
+async fn alarm_function_keeps_logs_longer_and_the_expirer_lifts_what_is_due() {
     let emu = Emulator::start();
     let s = seed(&emu).await;
+    let c = emu.clients().await;
     let fns = Functions::start(&emu, &s.settings());
     let a = answer(&fns.invoke_file(
         "firebreak-alarm",
@@ -159,8 +159,8 @@ async fn alarm_function_keeps_logs_longer_and_the_expirer_answers() {
         statuses(&a).contains(&("increase_monitoring".into(), "done".into())),
         "{a:#}"
     );
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&emu.sdk_config().await);
-    let g = logs
+    let g = c
+        .logs
         .describe_log_groups()
         .log_group_name_prefix(&s.log_group)
         .send()
@@ -174,6 +174,57 @@ async fn alarm_function_keeps_logs_longer_and_the_expirer_answers() {
     ));
     assert_eq!(batch["incidents"].as_array().unwrap().len(), 2, "{batch:#}");
     assert_eq!(batch["ignored"].as_array().unwrap().len(), 1, "{batch:#}");
-    let e = answer(&fns.invoke("firebreak-expirer", &json!({"source": "aws.scheduler"})));
+
+    // A responder's block, not due yet: the expirer leaves it.
+    let block = fns
+        .aws_cli_invoke("firebreak-manual", &s.event("command-block-ip.json"))
+        .unwrap();
+    assert_eq!(block["ok"], json!(true), "{block:#}");
+    let deny = "198.51.100.99/32";
+    let schedule = json!({"source": "aws.scheduler"});
+    let e = answer(&fns.invoke("firebreak-expirer", &schedule));
     assert_eq!(e["lifted"], json!([]), "nothing is due yet: {e}");
+    assert!(denies(&c, &s).await.contains(&deny.to_string()));
+    // Its time is up (the ledger marker says so): the expirer lifts it.
+    let markers = support::object_keys(&c.s3, &s.bucket, "blocks/").await;
+    assert_eq!(
+        markers.len(),
+        1,
+        "one block, one ledger marker: {markers:?}"
+    );
+    let marker = &markers[0];
+    let body = support::object_bytes(&c.s3, &s.bucket, marker).await;
+    let mut m: Value = serde_json::from_slice(&body).unwrap();
+    m["expires_at"] = json!("2020-01-01T00:00:00Z");
+    c.s3.put_object()
+        .bucket(&s.bucket)
+        .key(marker)
+        .body(m.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let e = answer(&fns.invoke("firebreak-expirer", &schedule));
+    let lifted = e["lifted"].as_array().unwrap();
+    assert_eq!(lifted.len(), 1, "{e:#}");
+    assert_eq!(lifted[0]["marker"]["cidr"], json!(deny), "{e:#}");
+    assert!(!denies(&c, &s).await.contains(&deny.to_string()));
+}
+
+/// The CIDRs the seeded subnet's NACL denies inbound.
+async fn denies(c: &firebreak_aws::Clients, s: &Seeded) -> Vec<String> {
+    c.ec2
+        .describe_network_acls()
+        .network_acl_ids(&s.nacl)
+        .send()
+        .await
+        .unwrap()
+        .network_acls()[0]
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.egress() == Some(false)
+                && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny)
+        })
+        .filter_map(|e| e.cidr_block().map(str::to_string))
+        .collect()
 }

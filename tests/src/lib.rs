@@ -1,13 +1,12 @@
 //! The local AWS and the local Lambda service, for the end-to-end tests and
 //! `make demo`: moto's server mode seeded with a small account, and the
-//! function binaries `cargo test --workspace --all-targets` (or `cargo build
-//! --workspace --all-targets`) already built, polling `cargo lambda watch
-//! --only-lambda-apis`, which serves the Lambda Invoke API that
-//! `cargo lambda invoke` and `aws lambda invoke --endpoint-url` call.
+//! function binaries polling `cargo lambda watch --only-lambda-apis`, which
+//! serves the Lambda Invoke API that `cargo lambda invoke` and `aws lambda
+//! invoke --endpoint-url` call.
 //!
-//! Running the binaries already built (rather than letting watch build them)
-//! matters: a plain `cargo build -p <function>` resolves different features
-//! than the workspace test build and would compile the AWS SDK a second time.
+//! The binaries come from [`build_functions`], not from watch: watch would
+//! build them with `cargo build -p <function>`, which resolves different
+//! features than the workspace test build and compiles the AWS SDK again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
@@ -58,8 +57,10 @@ pub fn bin_dir() -> PathBuf {
 /// Builds the function binaries (once per process). `cargo test` builds
 /// test harnesses, not the other packages' binaries, and a binary left from
 /// an earlier build would test old code. With everything fresh this is a
-/// no-op of a second or two. `--all-targets` keeps the feature set of the
-/// test build, so nothing is compiled twice.
+/// no-op of a second or two. The target set is the Makefile's `TARGETS`:
+/// the same selection keeps the feature set of the test build, so nothing is
+/// compiled twice. Under `make test` the clippy wrapper it set is inherited
+/// through the environment, so this build matches that one too.
 pub fn build_functions() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -68,7 +69,9 @@ pub fn build_functions() {
             .args([
                 "build",
                 "--workspace",
-                "--all-targets",
+                "--bins",
+                "--tests",
+                "--benches",
                 "--locked",
                 "--quiet",
             ])
@@ -103,12 +106,8 @@ fn free_port() -> u16 {
 pub struct Seeded {
     /// Bucket for the records.
     pub bucket: String,
-    /// Team topic.
-    pub team_topic: String,
-    /// Stakeholder topic.
-    pub stakeholder_topic: String,
-    /// Queue subscribed to the team topic (to read notices back).
-    pub team_queue: String,
+    /// The team and stakeholder topics, and the team's inbox queue.
+    pub topics: support::Topics,
     /// The user and its two keys.
     pub user: String,
     /// The keys; the first is the one the leaked-key finding names.
@@ -137,10 +136,10 @@ impl Seeded {
                 root().join("events/policy.toml").display().to_string(),
             ),
             ("FIREBREAK_RECORDS_BUCKET", self.bucket.clone()),
-            ("FIREBREAK_TEAM_TOPIC_ARN", self.team_topic.clone()),
+            ("FIREBREAK_TEAM_TOPIC_ARN", self.topics.team.clone()),
             (
                 "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
-                self.stakeholder_topic.clone(),
+                self.topics.stakeholders.clone(),
             ),
             ("FIREBREAK_LOG_GROUPS", self.log_group.clone()),
             ("FIREBREAK_DEFAULT_NACLS", self.nacl.clone()),
@@ -149,37 +148,52 @@ impl Seeded {
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
+
+    /// A sample event from `events/`, pointed at what this account really
+    /// has (the leaked key, the attacked instance and its subnet).
+    pub fn event(&self, name: &str) -> serde_json::Value {
+        let path = root().join("events").join(name);
+        let mut ev: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        match name {
+            "guardduty-leaked-key.json" => {
+                ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] =
+                    self.keys[0].clone().into();
+            }
+            "guardduty-ssh-brute-force.json" => {
+                let d = &mut ev["detail"]["resource"]["instanceDetails"];
+                d["instanceId"] = self.instance.clone().into();
+                d["networkInterfaces"][0]["subnetId"] = self.subnet.clone().into();
+                d["networkInterfaces"][0]["vpcId"] = self.vpc.clone().into();
+            }
+            _ => {}
+        }
+        ev
+    }
 }
 
 /// Seeds a small account: a user with two keys, a VPC with a subnet and its
 /// NACL, an instance with a volume, a log group, the bucket and the topics
 /// (the team topic with an SQS subscription to read notices back).
 pub async fn seed(emu: &Emulator) -> Seeded {
-    let sdk = emu.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let iam = aws_sdk_iam::Client::new(&sdk);
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let c = emu.clients().await;
+    let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
     let bucket = "acme-firebreak-records".to_string();
-    support::create_bucket(&s3, &bucket).await;
-    let topics = support::topics_with_inbox(&sns, &sqs).await;
+    support::create_bucket(&c.s3, &bucket).await;
+    let topics = support::topics_with_inbox(&c.sns, &sqs).await;
     let user = "ci-deployer".to_string();
-    let keys = support::user_with_keys(&iam, &user, 2).await;
-    let (vpc, subnet, nacl) = support::vpc_with_subnet(&ec2).await;
-    let (instance, web_group) = support::instance_with_volume(&ec2, &vpc, &subnet).await;
+    let keys = support::user_with_keys(&c.iam, &user, 2).await;
+    let (vpc, subnet, nacl) = support::vpc_with_subnet(&c.ec2).await;
+    let (instance, web_group) = support::instance_with_volume(&c.ec2, &vpc, &subnet).await;
     let log_group = "/prod/auth-service".to_string();
-    logs.create_log_group()
+    c.logs
+        .create_log_group()
         .log_group_name(&log_group)
         .send()
         .await
         .unwrap();
-    logs.put_retention_policy()
+    c.logs
+        .put_retention_policy()
         .log_group_name(&log_group)
         .retention_in_days(30)
         .send()
@@ -187,9 +201,7 @@ pub async fn seed(emu: &Emulator) -> Seeded {
         .unwrap();
     Seeded {
         bucket,
-        team_topic: topics.team,
-        stakeholder_topic: topics.stakeholders,
-        team_queue: topics.queue_url,
+        topics,
         user,
         keys,
         vpc,
@@ -229,6 +241,9 @@ impl Functions {
     /// Starts the Lambda APIs and every function with `settings` (the
     /// `FIREBREAK_*` variables) against the emulator.
     pub fn start(emu: &Emulator, settings: &BTreeMap<String, String>) -> Functions {
+        // Before anything starts: the build can take minutes, and the
+        // processes below each have a time limit.
+        build_functions();
         let port = free_port();
         let watch = Command::new("timeout")
             .arg("900")
@@ -249,17 +264,10 @@ impl Functions {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        build_functions();
         let mut functions = Vec::new();
         for name in FUNCTIONS {
-            let bin = bin_dir().join(name);
-            assert!(
-                bin.exists(),
-                "{} is not built: build with `cargo build --workspace --all-targets`",
-                bin.display()
-            );
             let mut cmd = Command::new("timeout");
-            cmd.arg("900").arg(&bin);
+            cmd.arg("900").arg(bin_dir().join(name));
             for (k, _) in std::env::vars()
                 .filter(|(k, _)| k.starts_with("FIREBREAK_") || k.starts_with("AWS_"))
             {
@@ -337,10 +345,15 @@ impl Functions {
         out
     }
 
-    /// The way a responder does it: `aws lambda invoke --endpoint-url …`.
+    /// The way a responder does it: `aws lambda invoke --endpoint-url …`,
+    /// and the answer it wrote; `Err` with what the CLI said when it failed.
     /// This is AWS CLI v1 (the one on PyPI), which sends `--payload` as
     /// is; v2 needs `--cli-binary-format raw-in-base64-out` for the same.
-    pub fn aws_cli_invoke(&self, function: &str, payload: &serde_json::Value) -> (Output, String) {
+    pub fn aws_cli_invoke(
+        &self,
+        function: &str,
+        payload: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         let answer = temp_file("answer");
         let out = Command::new(venv_bin("aws"))
             .args(["lambda", "invoke", "--endpoint-url", &self.url])
@@ -354,6 +367,9 @@ impl Functions {
             .unwrap();
         let body = std::fs::read_to_string(&answer).unwrap_or_default();
         let _ = std::fs::remove_file(&answer);
-        (out, body)
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
     }
 }

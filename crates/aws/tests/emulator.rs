@@ -80,18 +80,7 @@ async fn run_one(exec: &Executor, cfg: &Config, event: &Value) -> IncidentReport
 }
 
 async fn objects(acct: &Account, bucket: &str) -> Vec<String> {
-    let r = acct
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    r.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
+    support::object_keys(&acct.clients.s3, bucket, "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,10 +448,9 @@ async fn a_full_range_evicts_its_oldest_entry_and_never_a_foreign_one() {
 }
 
 async fn eni_groups(acct: &Account, instance: &str) -> Vec<String> {
-    support::enis_of(&acct.clients.ec2, instance)
+    support::eni_groups(&acct.clients.ec2, instance)
         .await
         .iter()
-        .flat_map(|n| n.groups())
         .filter_map(|g| g.group_id().map(str::to_string))
         .collect()
 }
@@ -491,20 +479,7 @@ async fn assert_records_match_schema(acct: &Account, bucket: &str) {
     let keys = objects(acct, bucket).await;
     assert!(!keys.is_empty());
     for (n, key) in keys.iter().enumerate() {
-        let body = acct
-            .clients
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let body = support::object_bytes(&acct.clients.s3, bucket, key).await;
         std::fs::write(dir.join(format!("{n:03}.json")), &body).unwrap();
     }
     let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -615,16 +590,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
         .unwrap()
         .volumes()
         .len();
-    let snapshots = || async {
-        ec2.describe_snapshots()
-            .owner_ids("self")
-            .filters(filter("tag:firebreak:incident", &report.id))
-            .send()
-            .await
-            .unwrap()
-            .snapshots()
-            .len()
-    };
+    let snapshots = || support::snapshot_count(ec2, filter("tag:firebreak:incident", &report.id));
     assert!(volumes >= 2, "root and data volume: {volumes}");
     assert_eq!(snapshots().await, volumes);
 

@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aws_sdk_ec2::types::{Filter, RuleAction};
+use aws_sdk_ec2::types::RuleAction;
 use aws_sdk_iam::types::StatusType;
 use serde_json::Value;
 use support::{statuses, Emulator};
@@ -173,20 +173,8 @@ async fn an_inbound_brute_force_is_blocked_and_the_target_isolated_once() {
             })
             .collect();
         denies.sort();
-        let snaps = ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values("firebreak:incident")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .snapshots()
-            .len();
+        let snaps =
+            support::snapshot_count(&ec2, support::filter("tag-key", "firebreak:incident")).await;
         (denies, snaps)
     };
 

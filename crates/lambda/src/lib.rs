@@ -11,7 +11,7 @@ use firebreak_aws::{Clients, Executor, Response};
 use firebreak_core::{plan_event, sanitize, Config, PlanSet, Source};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
-use tracing::{error, info};
+use tracing::info;
 
 /// The four functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +46,17 @@ impl Function {
     }
 }
 
-/// The longest error message Lambda gets from us; event text inside it was
-/// already capped by the parser, this bounds the whole sentence.
+/// The longest message text a failure keeps (the event's or AWS's words);
+/// a failure's fixed prefix, if any, comes on top.
 const MESSAGE_CAP: usize = 4096;
 
 /// Why an invocation failed, in the words Lambda shows: the error type says
 /// whether a retry can help (`Firebreak.RetryableFailure`) or not.
+///
+/// Made only through [`Failure::new`]: parts of a message can come from the
+/// event (an attacker's text) or an AWS error, and the runtime logs the
+/// failure as it is and returns it to the caller, so it is cleaned once,
+/// here — control characters escaped (no forged log lines), length capped.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// The event is not one this function handles; nothing was changed.
@@ -66,6 +71,12 @@ pub enum Failure {
     NeedsAHuman(String),
 }
 
+impl Failure {
+    fn new(kind: fn(String) -> Failure, message: impl std::fmt::Display) -> Failure {
+        kind(sanitize::clean(&message.to_string(), MESSAGE_CAP))
+    }
+}
+
 impl From<Failure> for Diagnostic {
     fn from(f: Failure) -> Diagnostic {
         let error_type = match f {
@@ -75,10 +86,7 @@ impl From<Failure> for Diagnostic {
         };
         Diagnostic {
             error_type: error_type.into(),
-            // Parts of the message can come from the event (an attacker's
-            // text) or an AWS error: control characters are escaped so it
-            // cannot forge log lines, and it is capped.
-            error_message: sanitize::clean(&f.to_string(), MESSAGE_CAP),
+            error_message: f.to_string(),
         }
     }
 }
@@ -116,15 +124,11 @@ impl State {
         if self.function == Function::Expirer {
             return self.expire().await;
         }
-        let bytes = serde_json::to_vec(payload).map_err(|e| Failure::BadInput(e.to_string()))?;
-        let plans = plan_event(&bytes, &self.cfg).map_err(|e| {
-            let e = sanitize::text(&e.to_string());
-            error!(function = self.function.name(), error = %e, "event refused");
-            Failure::BadInput(e)
-        })?;
-        check_source(self.function, &plans).inspect_err(|e| {
-            error!(function = self.function.name(), error = %e, "event refused");
-        })?;
+        // The runtime logs a returned failure; no second log line here.
+        let bytes = serde_json::to_vec(payload).map_err(|e| Failure::new(Failure::BadInput, e))?;
+        let plans =
+            plan_event(&bytes, &self.cfg).map_err(|e| Failure::new(Failure::BadInput, e))?;
+        check_source(self.function, &plans)?;
         let response = firebreak_aws::respond(&self.executor, &plans).await;
         for r in &response.incidents {
             info!(incident_id = %r.id, actions = r.actions.len(), failed = r.failed().len(), "incident handled");
@@ -138,11 +142,12 @@ impl State {
             .expire_blocks(chrono::Utc::now())
             .await
             .map_err(|e| {
-                if e.retryable {
-                    Failure::Retryable(e.to_string())
+                let kind = if e.retryable {
+                    Failure::Retryable
                 } else {
-                    Failure::NeedsAHuman(e.to_string())
-                }
+                    Failure::NeedsAHuman
+                };
+                Failure::new(kind, e)
             })?;
         let failed: Vec<String> = lifted
             .iter()
@@ -156,10 +161,10 @@ impl State {
             .collect();
         info!(lifted = lifted.len(), failed = failed.len(), "expiry run");
         if !failed.is_empty() {
-            return Err(Failure::Retryable(format!(
-                "could not lift: {}",
-                failed.join("; ")
-            )));
+            return Err(Failure::new(
+                Failure::Retryable,
+                format!("could not lift: {}", failed.join("; ")),
+            ));
         }
         Ok(json!({ "lifted": lifted }))
     }
@@ -172,12 +177,15 @@ fn check_source(function: Function, plans: &PlanSet) -> Result<(), Failure> {
         return Ok(());
     };
     match plans.incidents.iter().find(|p| p.incident.source != want) {
-        Some(other) => Err(Failure::BadInput(format!(
-            "the {} handles {} events; this one is from {} — send it to that function",
-            function.name(),
-            want.as_str(),
-            other.incident.source.as_str()
-        ))),
+        Some(other) => Err(Failure::new(
+            Failure::BadInput,
+            format!(
+                "the {} handles {} events; this one is from {} — send it to that function",
+                function.name(),
+                want.as_str(),
+                other.incident.source.as_str()
+            ),
+        )),
         None => Ok(()),
     }
 }
@@ -203,8 +211,8 @@ fn answer(function: Function, response: &Response) -> Result<Value, Failure> {
         // SNS and EventBridge retry a failed invocation; that is what a
         // throttled or timed-out containment needs. Completed actions
         // are not done again on the retry.
-        Some(failure) if response.retryable() => Err(Failure::Retryable(failure)),
-        Some(failure) => Err(Failure::NeedsAHuman(failure)),
+        Some(failure) if response.retryable() => Err(Failure::new(Failure::Retryable, failure)),
+        Some(failure) => Err(Failure::new(Failure::NeedsAHuman, failure)),
     }
 }
 
@@ -321,10 +329,17 @@ mod tests {
     #[test]
     fn error_messages_cannot_forge_log_lines() {
         let forged = "bad\n{\"level\":\"INFO\",\"msg\":\"all clear\"}\u{1b}[2J".repeat(500);
-        let d = Diagnostic::from(Failure::BadInput(forged));
+        let f = Failure::new(Failure::BadInput, forged);
+        // What the runtime logs (Debug) and what it returns are both clean.
+        let logged = format!("{f:?}");
+        assert!(!logged.contains('\n') && !logged.contains('\u{1b}'));
+        let d = Diagnostic::from(f);
         assert_eq!(d.error_type, "Firebreak.BadInput");
         assert!(!d.error_message.contains('\n') && !d.error_message.contains('\u{1b}'));
         assert!(d.error_message.contains("\\n"));
-        assert!(d.error_message.chars().count() <= MESSAGE_CAP + 1);
+        // The capped text plus the ellipsis clean() adds, after the prefix.
+        let prefix = "refused, nothing was changed: ";
+        assert!(d.error_message.starts_with(prefix));
+        assert!(d.error_message.chars().count() <= prefix.len() + MESSAGE_CAP + 1);
     }
 }

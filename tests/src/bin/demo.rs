@@ -6,24 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use firebreak_e2e::{root, seed, support, Emulator, Functions, Seeded};
+use firebreak_e2e::{root, seed, support, Emulator, Functions};
 use serde_json::Value;
-
-fn event(name: &str, s: &Seeded) -> Value {
-    let mut ev: Value =
-        serde_json::from_slice(&std::fs::read(root().join("events").join(name)).unwrap()).unwrap();
-    // Point the samples at what the seeded account really has.
-    if name == "guardduty-leaked-key.json" {
-        ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = s.keys[0].clone().into();
-    }
-    if name == "guardduty-ssh-brute-force.json" {
-        let d = &mut ev["detail"]["resource"]["instanceDetails"];
-        d["instanceId"] = s.instance.clone().into();
-        d["networkInterfaces"][0]["subnetId"] = s.subnet.clone().into();
-        d["networkInterfaces"][0]["vpcId"] = s.vpc.clone().into();
-    }
-    ev
-}
 
 fn summary(function: &str, name: &str, answer: &Value) {
     println!("\n== {name} → {function}");
@@ -72,7 +56,7 @@ async fn main() {
         ("firebreak-guardduty", "guardduty-leaked-key.json"),
     ];
     for (function, name) in runs {
-        let out = fns.invoke(function, &event(name, &s));
+        let out = fns.invoke(function, &s.event(name));
         if out.status.success() {
             let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
             summary(function, name, &answer);
@@ -86,26 +70,25 @@ async fn main() {
 
     // A responder at the keyboard: a block by hand, then its release, the
     // way they do it against AWS (`aws lambda invoke`).
-    let command = event("command-block-ip.json", &s);
-    let (_, body) = fns.aws_cli_invoke("firebreak-manual", &command);
-    let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    summary(
-        "firebreak-manual (aws lambda invoke)",
-        "command-block-ip.json",
-        &answer,
-    );
-    if let Some(id) = answer["incidents"][0]["id"].as_str() {
+    let label = "firebreak-manual (aws lambda invoke)";
+    let manual = |name: &str, payload: &Value| match fns.aws_cli_invoke("firebreak-manual", payload)
+    {
+        Ok(answer) => {
+            summary(label, name, &answer);
+            answer
+        }
+        Err(e) => {
+            println!("\n== {name} → {label}\n   error: {e}");
+            Value::Null
+        }
+    };
+    let block = manual("command-block-ip.json", &s.event("command-block-ip.json"));
+    if let Some(id) = block["incidents"][0]["id"].as_str() {
         let release = serde_json::json!({
             "command": "release", "incident_id": id, "action": 0,
             "requested_by": "oncall-alice", "reason": "demo: undo the manual block"
         });
-        let (_, body) = fns.aws_cli_invoke("firebreak-manual", &release);
-        let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        summary(
-            "firebreak-manual (aws lambda invoke)",
-            "release of that block",
-            &answer,
-        );
+        manual("release of that block", &release);
     }
 
     // A malformed event: refused with what was wrong, nothing changed.
@@ -119,9 +102,9 @@ async fn main() {
     );
 
     println!("\n== The account afterwards");
-    let sdk = emu.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&sdk);
-    for k in iam
+    let c = emu.clients().await;
+    for k in c
+        .iam
         .list_access_keys()
         .user_name(&s.user)
         .send()
@@ -136,8 +119,8 @@ async fn main() {
             k.status().map_or("?", |s| s.as_str())
         );
     }
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let acl = ec2
+    let acl = c
+        .ec2
         .describe_network_acls()
         .network_acl_ids(&s.nacl)
         .send()
@@ -159,31 +142,28 @@ async fn main() {
             );
         }
     }
-    let enis = support::enis_of(&ec2, &s.instance).await;
-    for n in &enis {
-        let groups: Vec<String> = n
-            .groups()
-            .iter()
-            .map(|g| {
-                format!(
-                    "{} ({})",
-                    g.group_id().unwrap_or(""),
-                    g.group_name().unwrap_or("")
-                )
-            })
-            .collect();
-        println!(
-            "   {} of {}: groups {}",
-            n.network_interface_id().unwrap_or(""),
-            s.instance,
-            groups.join(", ")
-        );
-    }
+    let groups: Vec<String> = support::eni_groups(&c.ec2, &s.instance)
+        .await
+        .iter()
+        .map(|g| {
+            format!(
+                "{} ({})",
+                g.group_id().unwrap_or(""),
+                g.group_name().unwrap_or("")
+            )
+        })
+        .collect();
+    println!(
+        "   {} network interfaces: groups {}",
+        s.instance,
+        groups.join(", ")
+    );
     // moto lists the instance's launch groups next to the ENI's own; on AWS
     // the interface is in firebreak-isolation alone (the tests check the
     // requests Firebreak sends).
     println!("   (moto also lists the launch group `web`; AWS shows firebreak-isolation alone)");
-    let inst = ec2
+    let inst = c
+        .ec2
         .describe_instances()
         .instance_ids(&s.instance)
         .send()
@@ -197,38 +177,22 @@ async fn main() {
             .collect();
         println!("   {} tags: {}", s.instance, tags.join(", "));
     }
-    let snaps = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag-key")
-                .values("firebreak:incident")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    println!("   snapshots (evidence): {}", snaps.snapshots().len());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let listed = s3.list_objects_v2().bucket(&s.bucket).send().await.unwrap();
+    let snaps =
+        support::snapshot_count(&c.ec2, support::filter("tag-key", "firebreak:incident")).await;
+    println!("   snapshots (evidence): {snaps}");
+    let listed = support::object_keys(&c.s3, &s.bucket, "").await;
     let incidents = listed
-        .contents()
         .iter()
-        .filter(|o| o.key().is_some_and(|k| k.ends_with("/incident.json")))
+        .filter(|k| k.ends_with("/incident.json"))
         .count();
     println!(
         "   s3://{}: {} incident records, {} objects in all",
         s.bucket,
         incidents,
-        listed.contents().len()
+        listed.len()
     );
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let notices = support::notices(&sqs, &s.team_queue).await;
+    let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
+    let notices = support::notices(&sqs, &s.topics.queue_url).await;
     println!(
         "\n== What the team was told ({} notices on the team topic)",
         notices.len()

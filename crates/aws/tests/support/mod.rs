@@ -87,6 +87,12 @@ pub fn venv_python() -> PathBuf {
 }
 
 impl Emulator {
+    /// Firebreak's own clients on this emulator (S3 path-style, as for any
+    /// endpoint override).
+    pub async fn clients(&self) -> firebreak_aws::Clients {
+        firebreak_aws::Clients::from_config(&self.sdk_config().await)
+    }
+
     /// Starts moto and waits until it answers HTTP. A port another test's
     /// server took between our probe and moto's bind makes moto exit: then
     /// it is started again on a new port.
@@ -266,6 +272,34 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
         .unwrap();
 }
 
+/// The keys of every object in `bucket` under `prefix` (one page: tests
+/// write far fewer than 1000).
+pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let r = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap();
+    r.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+/// One object's body.
+pub async fn object_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let o = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    o.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
 /// `(kind, status)` of every action of the first incident in an answer
 /// (`firebreak respond`'s output, a function's response).
 pub fn statuses(answer: &serde_json::Value) -> Vec<(String, String)> {
@@ -290,18 +324,35 @@ pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
         .build()
 }
 
-/// The network interfaces attached to `instance`.
-pub async fn enis_of(
+/// The security groups of every network interface attached to `instance`.
+pub async fn eni_groups(
     ec2: &aws_sdk_ec2::Client,
     instance: &str,
-) -> Vec<aws_sdk_ec2::types::NetworkInterface> {
+) -> Vec<aws_sdk_ec2::types::GroupIdentifier> {
     ec2.describe_network_interfaces()
         .filters(filter("attachment.instance-id", instance))
         .send()
         .await
         .unwrap()
-        .network_interfaces
-        .unwrap_or_default()
+        .network_interfaces()
+        .iter()
+        .flat_map(|n| n.groups().iter().cloned())
+        .collect()
+}
+
+/// How many of the account's own snapshots match `filter`.
+pub async fn snapshot_count(
+    ec2: &aws_sdk_ec2::Client,
+    filter: aws_sdk_ec2::types::Filter,
+) -> usize {
+    ec2.describe_snapshots()
+        .owner_ids("self")
+        .filters(filter)
+        .send()
+        .await
+        .unwrap()
+        .snapshots()
+        .len()
 }
 
 /// The status of each of `keys` of `user`, in order (`None`: no such key).
