@@ -28,15 +28,21 @@ TEST_TARGETS := --workspace --tests --benches --locked
 CLIPPY_DRIVER = $(shell rustc --print sysroot)/bin/clippy-driver
 WITH_CLIPPY = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
-.PHONY: help test lint style venv fmt plan bench fuzz demo build watch invoke deploy clean
+.PHONY: help test test-build lint style venv fmt plan bench fuzz demo build watch invoke deploy clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-test: style venv ## format check, cfn-lint, clippy (warnings denied), every test (the AWS ones against a local emulator)
+test: ## format check, cfn-lint, clippy (warnings denied), every test (the AWS ones against a local emulator)
+	$(CARGO) fmt --all -- --check
+	@# The venv's first install (~7 min of downloads) overlaps the build.
+	@$(MAKE) --no-print-directory -j2 venv test-build
+	@$(MAKE) --no-print-directory style
+	$(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS)
+
+test-build: ## what `make test` compiles, with clippy (warnings denied) on our crates
 	@test -x $(CLIPPY_DRIVER) || { echo "clippy is not installed: rustup component add clippy"; exit 1; }
 	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
-	$(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS)
 
 venv: ## the project's Python venv with the pinned tools (once; again when PY_TOOLS changes)
 	@if [ "$$(cat $(VENV)/.installed 2>/dev/null)" != "$(PY_TOOLS)" ]; then \
