@@ -212,19 +212,9 @@ async fn alarm_function_keeps_logs_longer_and_the_expirer_lifts_what_is_due() {
 
 /// The CIDRs the seeded subnet's NACL denies inbound.
 async fn denies(c: &firebreak_aws::Clients, s: &Seeded) -> Vec<String> {
-    c.ec2
-        .describe_network_acls()
-        .network_acl_ids(&s.nacl)
-        .send()
+    support::deny_entries(&c.ec2, &s.nacl, false)
         .await
-        .unwrap()
-        .network_acls()[0]
-        .entries()
-        .iter()
-        .filter(|e| {
-            e.egress() == Some(false)
-                && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny)
-        })
-        .filter_map(|e| e.cidr_block().map(str::to_string))
+        .into_iter()
+        .map(|(_, cidr)| cidr)
         .collect()
 }

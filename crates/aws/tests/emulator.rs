@@ -298,31 +298,7 @@ fn policy_config(vars: &[(&str, &str)]) -> Config {
 }
 
 async fn deny_entries(acct: &Account, nacl: &str, egress: bool) -> Vec<(i32, String)> {
-    let out = acct
-        .clients
-        .ec2
-        .describe_network_acls()
-        .network_acl_ids(nacl)
-        .send()
-        .await
-        .unwrap();
-    let mut v: Vec<(i32, String)> = out.network_acls()[0]
-        .entries()
-        .iter()
-        .filter(|e| {
-            e.egress() == Some(egress)
-                && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny)
-        })
-        .filter(|e| e.rule_number() != Some(32767))
-        .map(|e| {
-            (
-                e.rule_number().unwrap(),
-                e.cidr_block().or(e.ipv6_cidr_block()).unwrap().to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    support::deny_entries(&acct.clients.ec2, nacl, egress).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

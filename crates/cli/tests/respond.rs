@@ -10,7 +10,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aws_sdk_ec2::types::RuleAction;
 use aws_sdk_iam::types::StatusType;
 use serde_json::Value;
 use support::{statuses, Emulator};
@@ -152,27 +151,12 @@ async fn an_inbound_brute_force_is_blocked_and_the_target_isolated_once() {
     details["networkInterfaces"][0]["vpcId"] = vpc.clone().into();
 
     let snapshot = || async {
-        let acl = ec2
-            .describe_network_acls()
-            .network_acl_ids(&nacl)
-            .send()
-            .await
-            .unwrap();
-        let mut denies: Vec<(bool, i32, String)> = acl.network_acls()[0]
-            .entries()
-            .iter()
-            .filter(|e| {
-                e.rule_action() == Some(&RuleAction::Deny) && e.rule_number() != Some(32767)
-            })
-            .map(|e| {
-                (
-                    e.egress().unwrap(),
-                    e.rule_number().unwrap(),
-                    e.cidr_block().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        denies.sort();
+        // (egress, rule, CIDR) of every deny entry, ingress first.
+        let mut denies: Vec<(bool, i32, String)> = Vec::new();
+        for egress in [false, true] {
+            let entries = support::deny_entries(&ec2, &nacl, egress).await;
+            denies.extend(entries.into_iter().map(|(rule, cidr)| (egress, rule, cidr)));
+        }
         let snaps =
             support::snapshot_count(&ec2, support::filter("tag-key", "firebreak:incident")).await;
         (denies, snaps)

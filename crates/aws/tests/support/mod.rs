@@ -272,6 +272,38 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
         .unwrap();
 }
 
+/// `(rule number, CIDR)` of the deny entries of one direction of `nacl`,
+/// sorted; AWS's catch-all deny (rule 32767) left out.
+pub async fn deny_entries(
+    ec2: &aws_sdk_ec2::Client,
+    nacl: &str,
+    egress: bool,
+) -> Vec<(i32, String)> {
+    let out = ec2
+        .describe_network_acls()
+        .network_acl_ids(nacl)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(i32, String)> = out.network_acls()[0]
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.egress() == Some(egress)
+                && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny)
+        })
+        .filter(|e| e.rule_number() != Some(32767))
+        .map(|e| {
+            (
+                e.rule_number().unwrap(),
+                e.cidr_block().or(e.ipv6_cidr_block()).unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// The keys of every object in `bucket` under `prefix` (one page: tests
 /// write far fewer than 1000).
 pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
