@@ -88,7 +88,7 @@ bench: ## criterion benchmark of parse → classify → plan
 	$(CARGO) bench -p firebreak-core --bench plan
 
 fuzz: ## fuzz the parser for FUZZ_SECONDS (needs cargo-fuzz; see README)
-	cd crates/core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run plan_event -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
+	cd crates/core/fuzz && mkdir -p corpus/plan_event && RUSTC_BOOTSTRAP=1 cargo fuzz run plan_event corpus/plan_event ../../../events ../../../events/invalid -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 clean:
 	$(CARGO) clean

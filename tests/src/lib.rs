@@ -13,6 +13,8 @@
 #[path = "../../crates/aws/tests/support/mod.rs"]
 pub mod support;
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -149,6 +151,19 @@ impl Seeded {
         .collect()
     }
 
+    /// The configuration the functions load from [`Seeded::settings`],
+    /// with `extra` on top.
+    pub fn config(&self, extra: &[(&str, &str)]) -> std::sync::Arc<firebreak_core::Config> {
+        let mut vars = self.settings();
+        let path = vars.remove("FIREBREAK_POLICY_FILE").unwrap();
+        for (k, v) in extra {
+            vars.insert((*k).to_string(), (*v).to_string());
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = firebreak_core::Config::load(&vars, Some((path.as_str(), text.as_str())));
+        std::sync::Arc::new(cfg.unwrap())
+    }
+
     /// A sample event from `events/`, pointed at what this account really
     /// has (the leaked key, the attacked instance and its subnet).
     pub fn event(&self, name: &str) -> serde_json::Value {
@@ -160,6 +175,14 @@ impl Seeded {
                 ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] =
                     self.keys[0].clone().into();
             }
+            // The same finding wrapped in SNS: the same incident.
+            "guardduty-leaked-key-via-sns.json" => {
+                let msg = ev["Records"][0]["Sns"]["Message"].as_str().unwrap();
+                let mut inner: serde_json::Value = serde_json::from_str(msg).unwrap();
+                inner["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] =
+                    self.keys[0].clone().into();
+                ev["Records"][0]["Sns"]["Message"] = inner.to_string().into();
+            }
             "guardduty-ssh-brute-force.json" => {
                 let d = &mut ev["detail"]["resource"]["instanceDetails"];
                 d["instanceId"] = self.instance.clone().into();
@@ -170,6 +193,101 @@ impl Seeded {
         }
         ev
     }
+}
+
+/// A seeded local account for the tests that drive the executor directly:
+/// the emulator, what was seeded, clients straight to it (to read the
+/// account back) and the team's inbox.
+#[derive(Debug)]
+pub struct Local {
+    /// The running emulator (stopped when this is dropped).
+    pub emu: Emulator,
+    /// What was seeded.
+    pub seeded: Seeded,
+    /// Firebreak's clients, straight to the emulator.
+    pub clients: firebreak_aws::Clients,
+    /// SQS, for the team topic's inbox.
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Local {
+    /// Starts an emulator and seeds it.
+    pub async fn start() -> Local {
+        let emu = Emulator::start();
+        let seeded = seed(&emu).await;
+        let clients = emu.clients().await;
+        let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
+        Local {
+            emu,
+            seeded,
+            clients,
+            sqs,
+        }
+    }
+
+    /// Keys of the records bucket under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        support::object_keys(&self.clients.s3, &self.seeded.bucket, prefix).await
+    }
+
+    /// One object of the records bucket, as JSON.
+    pub async fn object(&self, key: &str) -> serde_json::Value {
+        let bytes = support::object_bytes(&self.clients.s3, &self.seeded.bucket, key).await;
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The team's notices so far, per incident id.
+    pub async fn notices(&self) -> BTreeMap<String, Vec<serde_json::Value>> {
+        let mut per: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        for n in support::notices(&self.sqs, &self.seeded.topics.queue_url).await {
+            let id = n["MessageAttributes"]["incident_id"]["Value"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            per.entry(id).or_default().push(n);
+        }
+        per
+    }
+
+    /// Deny entries of the seeded NACL, both directions: (egress, rule, CIDR).
+    pub async fn denies(&self) -> Vec<(bool, i32, String)> {
+        let mut all = Vec::new();
+        for egress in [false, true] {
+            for (n, c) in support::deny_entries(&self.clients.ec2, &self.seeded.nacl, egress).await
+            {
+                all.push((egress, n, c));
+            }
+        }
+        all
+    }
+
+    /// State of the leaked key (the first seeded key).
+    pub async fn key_state(&self) -> Option<aws_sdk_iam::types::StatusType> {
+        let iam = &self.clients.iam;
+        support::key_states(iam, &self.seeded.user, &self.seeded.keys).await[0].clone()
+    }
+
+    /// How many volumes the seeded instance has.
+    pub async fn volumes(&self) -> usize {
+        self.clients
+            .ec2
+            .describe_volumes()
+            .filters(support::filter(
+                "attachment.instance-id",
+                &self.seeded.instance,
+            ))
+            .send()
+            .await
+            .unwrap()
+            .volumes()
+            .len()
+    }
+}
+
+/// One action's outcome on a line: "kind target Status: detail".
+pub fn outcome_line(a: &firebreak_aws::outcome::ActionOutcome) -> String {
+    let (kind, target, status, detail) = (a.kind.as_str(), &a.target, a.status, &a.detail);
+    format!("{kind} {target} {status:?}: {detail}")
 }
 
 /// Seeds a small account: a user with two keys, a VPC with a subnet and its

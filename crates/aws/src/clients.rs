@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
 /// The clients Firebreak uses. Cheap to clone (each is an `Arc` inside).
 #[derive(Debug, Clone)]
@@ -25,21 +25,51 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
 }
 
+/// How long, and how many times, one AWS call is tried. Every client
+/// Firebreak builds uses these: a throttled, failing or hung call is retried
+/// (standard mode: exponential backoff with jitter, and a retry quota), and
+/// gives up within a known time with an error that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Opening a connection.
+    pub connect: Duration,
+    /// One attempt: a call that hangs longer is cut and tried again.
+    pub attempt: Duration,
+    /// The whole call, every attempt and backoff included.
+    pub operation: Duration,
+    /// Attempts in all (the first and its retries).
+    pub attempts: u32,
+}
+
+impl Limits {
+    /// What the functions use: at worst about 30 s per call, well inside a
+    /// Lambda timeout, so a failure is reported rather than cut off.
+    pub const DEFAULT: Limits = Limits {
+        connect: Duration::from_secs(3),
+        attempt: Duration::from_secs(10),
+        operation: Duration::from_secs(30),
+        attempts: 4,
+    };
+
+    /// `loader` with these limits.
+    pub fn apply(&self, loader: ConfigLoader) -> ConfigLoader {
+        loader
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.connect)
+                    .operation_attempt_timeout(self.attempt)
+                    .operation_timeout(self.operation)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(self.attempts))
+    }
+}
+
 impl Clients {
     /// Loads the standard configuration and builds every client.
     pub async fn from_env() -> Clients {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(Duration::from_secs(30))
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(4))
-            .load()
-            .await;
-        Clients::from_config(&config)
+        let loader = Limits::DEFAULT.apply(aws_config::defaults(BehaviorVersion::latest()));
+        Clients::from_config(&loader.load().await)
     }
 
     /// Builds every client from one SDK configuration.

@@ -23,6 +23,9 @@ use crate::outcome::Step;
 
 /// AWS's default limit of entries per NACL direction, the default rule included.
 pub const DEFAULT_QUOTA: usize = 20;
+/// Reads and writes per block before giving up: enough for dozens of
+/// concurrent writers colliding on the same free numbers.
+const ATTEMPTS: u64 = 60;
 /// The default rule every NACL has in each direction.
 const DEFAULT_RULE: i32 = 32767;
 
@@ -106,23 +109,61 @@ async fn entries(
     ))
 }
 
+/// The right to delete one entry. AWS deletes a NACL entry by rule number
+/// alone, so two writers that chose the same victim would otherwise delete
+/// each other's fresh entries: whoever deletes `(rule, CIDR)` holds this
+/// for it first, and checks that the rule still holds the CIDR.
+pub trait VictimGuard {
+    /// Takes the right to delete `rule` holding `cidr`; false while another
+    /// writer has it.
+    fn take(&self, rule: i32, cidr: IpNet) -> impl std::future::Future<Output = bool> + Send;
+    /// Gives it back.
+    fn give_back(&self, rule: i32, cidr: IpNet) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// For a single writer (no records bucket to coordinate through).
+#[derive(Debug, Clone, Copy)]
+pub struct Alone;
+
+impl VictimGuard for Alone {
+    async fn take(&self, _rule: i32, _cidr: IpNet) -> bool {
+        true
+    }
+    async fn give_back(&self, _rule: i32, _cidr: IpNet) {}
+}
+
 /// Adds (or finds) a deny entry for `cidr` in `nacl`. `age_order` gives
 /// Firebreak's markers for this NACL direction from oldest to newest; it is
 /// asked only when an entry must be evicted (so the common case costs no
 /// ledger read). A marker counts only if its rule number still holds its
-/// CIDR; an entry in the range without a valid marker counts as oldest.
+/// CIDR. The oldest marked entry goes first; an entry in the range without
+/// a marker goes only when no marked one is left (it is most likely being
+/// placed right now by a concurrent writer whose marker is not written yet).
+///
+/// Creating at a free number never removes anything, so any number of
+/// writers may do it at once (a collision is retried). Evicting deletes by
+/// rule number, so a victim is deleted only under `guard` (see
+/// [`VictimGuard`]); concurrent evictors take different victims.
 pub async fn block_ip(
     ec2: &aws_sdk_ec2::Client,
     nacl: &str,
     cidr: IpNet,
     spec: BlockSpec,
+    guard: &impl VictimGuard,
     age_order: impl AsyncFn() -> Vec<(i32, IpNet)>,
-) -> Result<(Step, i32, Option<(i32, String)>), AwsError> {
+) -> Result<(Step, i32, Vec<(i32, String)>), AwsError> {
     let direction = if spec.egress { "egress" } else { "ingress" };
     let mut calls = Vec::new();
-    let mut evicted: Option<(i32, String)> = None;
+    let mut evicted: Vec<(i32, String)> = Vec::new();
     let mut quota = spec.quota;
-    for _attempt in 0..8 {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Writers that collided on a number spread out before reading again.
+            static SPREAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let jitter =
+                (SPREAD.fetch_add(13, std::sync::atomic::Ordering::Relaxed) + attempt) % 40;
+            tokio::time::sleep(std::time::Duration::from_millis(5 + jitter)).await;
+        }
         let (list, _vpc) = entries(ec2, nacl, spec.egress).await?;
         calls.push("DescribeNetworkAcls".to_string());
         if let Some(e) = list
@@ -147,6 +188,7 @@ pub async fn block_ip(
         let counted = list.len() + usize::from(!used.contains(&DEFAULT_RULE));
         let counted_now = counted;
         let free = (i32::from(spec.range.0)..=i32::from(spec.range.1)).find(|n| !used.contains(n));
+        let mut guarded = None;
         let number = match free {
             Some(n) if counted < quota => n,
             _ => {
@@ -162,29 +204,72 @@ pub async fn block_ip(
                     .filter(|(n, c)| ours.contains(n) && holds(*n, *c))
                     .map(|(n, _)| *n)
                     .collect();
-                let unknown = ours.iter().copied().find(|n| !known.contains(n));
-                let victim = unknown.or_else(|| known.first().copied()).ok_or_else(|| {
-                    AwsError::local(
+                if ours.is_empty() {
+                    return Err(AwsError::local(
                         "CreateNetworkAclEntry",
                         "NetworkAclEntryLimitExceeded",
                         format!("{nacl} {direction} is full and holds no Firebreak entry to evict"),
-                    )
-                })?;
-                let victim_cidr = list
+                    ));
+                }
+                // Oldest marked first, then unmarked ones (most likely being
+                // placed right now); the first whose guard we get.
+                let candidates = known
                     .iter()
-                    .find(|e| e.rule_number() == Some(victim))
-                    .and_then(entry_cidr)
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
-                ec2.delete_network_acl_entry()
+                    .copied()
+                    .chain(ours.iter().copied().filter(|n| !known.contains(n)));
+                let mut chosen = None;
+                for n in candidates {
+                    let Some(c) = list
+                        .iter()
+                        .find(|e| e.rule_number() == Some(n))
+                        .and_then(entry_cidr)
+                    else {
+                        continue;
+                    };
+                    if guard.take(n, c).await {
+                        chosen = Some((n, c));
+                        break;
+                    }
+                }
+                let Some((victim, victim_net)) = chosen else {
+                    // Every candidate is being evicted by someone else:
+                    // read again once they are done.
+                    calls.push("evictions elsewhere".into());
+                    continue;
+                };
+                // Under the guard, the rule must still hold what we read.
+                let (now, _) = entries(ec2, nacl, spec.egress).await?;
+                calls.push("DescribeNetworkAcls".to_string());
+                let still = now
+                    .iter()
+                    .any(|e| e.rule_number() == Some(victim) && entry_cidr(e) == Some(victim_net));
+                if !still {
+                    guard.give_back(victim, victim_net).await;
+                    continue;
+                }
+                let victim_cidr = victim_net.to_string();
+                guarded = Some((victim, victim_net));
+                if let Err(e) = ec2
+                    .delete_network_acl_entry()
                     .network_acl_id(nacl)
                     .rule_number(victim)
                     .egress(spec.egress)
                     .send()
                     .await
-                    .map_err(|e| AwsError::from_sdk("DeleteNetworkAclEntry", e))?;
+                {
+                    // Gone already (the expirer or a release lifted it):
+                    // read again. Anything else is a real failure.
+                    let err = AwsError::from_sdk("DeleteNetworkAclEntry", e);
+                    let now = entries(ec2, nacl, spec.egress).await;
+                    guard.give_back(victim, victim_net).await;
+                    if now?.0.iter().any(|e| e.rule_number() == Some(victim)) {
+                        return Err(err);
+                    }
+                    calls.push("DeleteNetworkAclEntry (gone)".into());
+                    continue;
+                }
                 calls.push("DeleteNetworkAclEntry".into());
-                evicted = Some((victim, victim_cidr));
+                evicted.push((victim, victim_cidr));
                 victim
             }
         };
@@ -199,7 +284,11 @@ pub async fn block_ip(
             IpNet::V4(_) => req.cidr_block(cidr.to_string()),
             IpNet::V6(_) => req.ipv6_cidr_block(cidr.to_string()),
         };
-        match req.send().await {
+        let created = req.send().await;
+        if let Some((n, c)) = guarded {
+            guard.give_back(n, c).await;
+        }
+        match created {
             Ok(_) => {
                 calls.push("CreateNetworkAclEntry".into());
                 return Ok((
@@ -209,7 +298,7 @@ pub async fn block_ip(
                         json!({
                             "network_acl_id": nacl, "egress": spec.egress, "cidr": cidr.to_string(),
                             "rule_number": number, "existed": false,
-                            "evicted": evicted.as_ref().map(|(n, c)| json!({ "rule_number": n, "cidr": c })),
+                            "evicted": evicted.iter().map(|(n, c)| json!({ "rule_number": n, "cidr": c })).collect::<Vec<_>>(),
                         }),
                         calls,
                     ),
@@ -239,7 +328,7 @@ pub async fn block_ip(
     Err(AwsError::local(
         "CreateNetworkAclEntry",
         "TooManyCollisions",
-        format!("could not find a free rule number in {nacl} after 8 tries"),
+        format!("could not find a free rule number in {nacl} after {ATTEMPTS} tries"),
     ))
 }
 
@@ -670,6 +759,79 @@ pub async fn restore_instance(
     ))
 }
 
+/// The snapshots tagged with the incident (of `volume` only, if given).
+async fn incident_snapshots(
+    ec2: &aws_sdk_ec2::Client,
+    incident_id: &str,
+    volume: Option<&str>,
+) -> Result<Vec<aws_sdk_ec2::types::Snapshot>, AwsError> {
+    let mut filters = vec![Filter::builder()
+        .name(format!("tag:{INCIDENT_TAG}"))
+        .values(incident_id)
+        .build()];
+    if let Some(v) = volume {
+        filters.push(Filter::builder().name("volume-id").values(v).build());
+    }
+    let found = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeSnapshots", e))?;
+    Ok(found.snapshots.unwrap_or_default())
+}
+
+/// How many times [`create_snapshot`] sends CreateSnapshot.
+const SNAPSHOT_ATTEMPTS: u32 = 4;
+
+/// One snapshot of `vol`, tagged with the incident. CreateSnapshot takes no
+/// client token: when its answer is lost (a reset, a timeout) the snapshot
+/// may exist all the same, and the SDK's blind retry would make a second
+/// one. So it is sent without the SDK's retries, and after a retryable
+/// failure the incident's snapshot of `vol` is looked for before sending it
+/// again.
+async fn create_snapshot(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    vol: &str,
+    incident_id: &str,
+    calls: &mut Vec<String>,
+) -> Result<Option<String>, AwsError> {
+    let once = aws_sdk_ec2::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    let mut pause = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        calls.push("CreateSnapshot".into());
+        let sent = ec2
+            .create_snapshot()
+            .volume_id(vol)
+            .description(format!("Firebreak {incident_id}: {instance_id} {vol}"))
+            .tag_specifications(tags_on(ResourceType::Snapshot, incident_id))
+            .customize()
+            .config_override(once.clone())
+            .send()
+            .await;
+        let err = match sent {
+            Ok(snap) => return Ok(snap.snapshot_id),
+            Err(e) => AwsError::from_sdk("CreateSnapshot", e),
+        };
+        if !err.retryable || attempt >= SNAPSHOT_ATTEMPTS {
+            return Err(err);
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+        attempt += 1;
+        calls.push("DescribeSnapshots".into());
+        let found = incident_snapshots(ec2, incident_id, Some(vol)).await?;
+        if let Some(s) = found.first() {
+            // The lost answer's snapshot: it is the one we asked for.
+            return Ok(s.snapshot_id.clone());
+        }
+    }
+}
+
 /// A snapshot of every EBS volume attached to the instance, tagged with the
 /// incident. Volumes that already have this incident's snapshot are skipped.
 pub async fn snapshot_volumes(
@@ -683,18 +845,7 @@ pub async fn snapshot_volumes(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeVolumes", e))?;
-    let existing = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{INCIDENT_TAG}"))
-                .values(incident_id)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeSnapshots", e))?;
+    let existing = incident_snapshots(ec2, incident_id, None).await?;
     let mut calls = vec![
         "DescribeVolumes".to_string(),
         "DescribeSnapshots".to_string(),
@@ -703,27 +854,14 @@ pub async fn snapshot_volumes(
     let mut created = 0;
     for v in volumes.volumes() {
         let Some(vol) = v.volume_id() else { continue };
-        if let Some(s) = existing
-            .snapshots()
-            .iter()
-            .find(|s| s.volume_id() == Some(vol))
-        {
+        if let Some(s) = existing.iter().find(|s| s.volume_id() == Some(vol)) {
             snapshots
                 .push(json!({ "volume_id": vol, "snapshot_id": s.snapshot_id(), "existed": true }));
             continue;
         }
-        let snap = ec2
-            .create_snapshot()
-            .volume_id(vol)
-            .description(format!("Firebreak {incident_id}: {instance_id} {vol}"))
-            .tag_specifications(tags_on(ResourceType::Snapshot, incident_id))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("CreateSnapshot", e))?;
-        calls.push("CreateSnapshot".into());
+        let id = create_snapshot(ec2, instance_id, vol, incident_id, &mut calls).await?;
         created += 1;
-        snapshots
-            .push(json!({ "volume_id": vol, "snapshot_id": snap.snapshot_id(), "existed": false }));
+        snapshots.push(json!({ "volume_id": vol, "snapshot_id": id, "existed": false }));
     }
     if snapshots.is_empty() {
         return Ok(Step::refused(

@@ -8,14 +8,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, TimeDelta, Utc};
+use firebreak_core::incident::short_digest;
 use firebreak_core::policy::{check_block, plan_found_blocks, TrafficDirection};
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::{info, instrument, warn};
 
+use crate::claim::{self, Claim, Claims, Held, Lock, NaclGuard, Spent};
 use crate::clients::Clients;
 use crate::error::AwsError;
 use crate::logs::Polling;
@@ -84,6 +86,14 @@ impl IncidentReport {
         (!named.is_empty()).then(|| format!("incident {}: failed: {}", self.id, named.join("; ")))
     }
 
+    /// Actions the blast-radius budget held back for a human.
+    pub fn held(&self) -> Vec<&ActionOutcome> {
+        self.actions
+            .iter()
+            .filter(|a| a.status == Status::Held)
+            .collect()
+    }
+
     /// True when a retry of the failed actions can help.
     pub fn retryable(&self) -> bool {
         self.failed()
@@ -97,6 +107,9 @@ impl IncidentReport {
 struct Record<'a> {
     schema: &'static str,
     recorded_at: String,
+    /// The delivery that wrote it: after a lost answer, the retry's 412
+    /// is told apart from an earlier delivery's record by this.
+    recorded_by: String,
     #[serde(flatten)]
     plan: &'a PlannedIncident,
 }
@@ -137,6 +150,121 @@ fn from_result(index: usize, a: &Action, result: Result<Step, AwsError>) -> Acti
             error: Some(ErrorInfo::from(&e)),
             ..outcome(index, a, Status::Failed, e.to_string())
         },
+    }
+}
+
+/// A failed action's outcome.
+fn failed(index: usize, a: &Action, e: &AwsError) -> ActionOutcome {
+    ActionOutcome {
+        error: Some(ErrorInfo::from(e)),
+        ..outcome(index, a, Status::Failed, e.to_string())
+    }
+}
+
+/// The error code of a delivery that found another one working on an action.
+pub const CLAIM_HELD: &str = "ClaimHeld";
+
+fn claim_held(a: &Action, until: &str) -> AwsError {
+    AwsError {
+        retryable: true,
+        ..AwsError::local(
+            "Claim",
+            CLAIM_HELD,
+            format!(
+                "another delivery is carrying out {} {} (its claim runs until {until}); a retry reads its outcome",
+                a.kind.as_str(),
+                a.target
+            ),
+        )
+    }
+}
+
+/// An outcome an earlier (or concurrent) delivery recorded, as this one
+/// reports it.
+fn earlier(mut o: ActionOutcome, verb: &str) -> ActionOutcome {
+    if o.status == Status::Done {
+        o.status = Status::AlreadyDone;
+        o.detail = format!("{verb} by an earlier delivery: {}", o.detail);
+    }
+    o
+}
+
+/// Ends an attempt that did not finish its action: the attempt goes on
+/// record (the latest refusal or hold replaces an older one) while the claim
+/// is released carrying the same outcome, which is what concurrent
+/// deliveries read. `true` when the attempt was recorded.
+async fn let_go(
+    store: &RecordStore,
+    claims: &Claims<'_>,
+    held: &Held,
+    prefix: &str,
+    o: &ActionOutcome,
+) -> bool {
+    let key = RecordStore::outcome_key(prefix, o);
+    let (written, ()) = join(store.put_cond(&key, o, None), claims.release(held, o)).await;
+    if let Err(e) = &written {
+        warn!(
+            code = e.code.as_deref().unwrap_or("-"),
+            "attempt not recorded"
+        );
+    }
+    written.is_ok()
+}
+
+/// How the attempt of the delivery this one waited for ended, as this one
+/// reports it.
+fn concurrent_end(mut o: ActionOutcome) -> ActionOutcome {
+    let how = match o.status {
+        Status::Skipped => "refused",
+        Status::Held => "held",
+        _ => "failed",
+    };
+    o.detail = format!("{how} in a concurrent delivery: {}", o.detail);
+    o
+}
+
+/// How the containment of an incident ended, as a short digest: the name
+/// a notice is claimed under. `done` and `already_done` count alike, so a
+/// replay that finds everything done matches the run that did it.
+fn notice_fingerprint(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
+    let mut parts: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.kind.is_containment())
+        .map(|o| {
+            let state = match o.status {
+                Status::Done | Status::AlreadyDone => "ok",
+                Status::Skipped => "skipped",
+                Status::Held => "held",
+                Status::Failed => "failed",
+            };
+            format!("{}|{}|{state}", o.kind.as_str(), o.target)
+        })
+        .collect();
+    parts.sort();
+    parts.push(format!("dry_run={}", plan.dry_run));
+    short_digest(&parts.join("\n"))
+}
+
+/// An outcome and whether it is already in the records bucket.
+#[derive(Debug, Clone)]
+struct Ran {
+    outcome: ActionOutcome,
+    stored: bool,
+}
+
+impl Ran {
+    fn new(outcome: ActionOutcome) -> Ran {
+        Ran {
+            outcome,
+            stored: false,
+        }
+    }
+
+    fn stored(outcome: ActionOutcome) -> Ran {
+        Ran {
+            outcome,
+            stored: true,
+        }
     }
 }
 
@@ -291,8 +419,14 @@ impl Executor {
         for b in &blocks {
             let o = if b.status == PlanStatus::Skipped {
                 outcome(index, b, Status::Skipped, b.reason.clone())
+            } else if plan.dry_run {
+                from_result(index, b, self.block(plan, b, true).await)
             } else {
-                from_result(index, b, self.block(plan, b, plan.dry_run).await)
+                match self.budget(plan, ActionKind::BlockIp, &b.target).await {
+                    Ok(Some(why)) => outcome(index, b, Status::Held, why),
+                    Err(e) => failed(index, b, &e),
+                    Ok(None) => from_result(index, b, self.block(plan, b, false).await),
+                }
             };
             derived.push(o);
         }
@@ -387,8 +521,17 @@ impl Executor {
                 }),
                 None => Vec::new(),
             };
-            let (s, number, _evicted) =
-                ec2::block_ip(&self.clients.ec2, nacl, cidr, spec, ages).await?;
+            let ec2 = &self.clients.ec2;
+            let (s, number, evicted) = match &self.records {
+                Some(r) => {
+                    let guard = NaclGuard::new(r, nacl, egress);
+                    ec2::block_ip(ec2, nacl, cidr, spec, &guard, &ages).await?
+                }
+                None => ec2::block_ip(ec2, nacl, cidr, spec, &ec2::Alone, &ages).await?,
+            };
+            for (rule, victim) in &evicted {
+                info!(%nacl, rule, cidr = %victim, by = %plan.incident.id, "evicted the oldest block to make room");
+            }
             if !s.already {
                 if let Some(r) = &self.records {
                     let created = Utc::now();
@@ -409,6 +552,7 @@ impl Executor {
                     }
                 }
             }
+
             step.already &= s.already;
             step.calls.extend(s.calls);
             details.push(s.detail);
@@ -417,6 +561,24 @@ impl Executor {
         step.detail = details.join("; ");
         step.prior_state = json!({ "entries": placed, "expires_after_hours": hours });
         Ok(step)
+    }
+
+    /// The right to delete one entry (an evictor may hold it briefly).
+    async fn victim_lock<'s>(
+        &self,
+        store: &'s RecordStore,
+        nacl: &str,
+        egress: bool,
+        rule: i32,
+        cidr: IpNet,
+    ) -> Result<Lock<'s>, AwsError> {
+        Lock::take(
+            store,
+            &claim::victim_key(nacl, egress, rule, cidr),
+            claim::VICTIM_LOCK_SECONDS,
+            std::time::Duration::from_secs(u64::from(self.cfg.claim_wait_seconds)),
+        )
+        .await
     }
 
     /// Undoes an earlier incident's actions from its record.
@@ -552,7 +714,15 @@ impl Executor {
             ) else {
                 continue;
             };
+            let lock = match self.victim_lock(store, nacl, egress, rule, cidr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
             let r = ec2::unblock(&self.clients.ec2, nacl, egress, rule, cidr).await;
+            lock.release().await;
             if r.is_ok() {
                 if let Err(err) = store.forget_block(nacl, egress, rule, cidr).await {
                     warn!(
@@ -567,6 +737,13 @@ impl Executor {
     }
 
     /// Runs one planned incident to the end and reports every outcome.
+    ///
+    /// Containment and the incident record go first and concurrently; each
+    /// containment action is claimed (see [`crate::claim`]) so that of all
+    /// the deliveries of one signal, one carries it out and the others read
+    /// its outcome. Then the notices, claimed under a fingerprint of how the
+    /// containment ended: a replay that changes nothing sends none, a retry
+    /// that completes what failed before sends one more.
     #[instrument(skip_all, fields(incident_id = %plan.incident.id))]
     pub async fn run(&self, plan: &PlannedIncident) -> IncidentReport {
         let i = &plan.incident;
@@ -575,20 +752,10 @@ impl Executor {
             .records
             .as_ref()
             .map(|r| format!("s3://{}/{}incident.json", r.bucket(), prefix));
-        // What an earlier delivery already finished is not done again.
-        let earlier = match &self.records {
-            Some(r) => r.completed(&prefix).await.unwrap_or_else(|e| {
-                warn!(
-                    code = e.code.as_deref().unwrap_or("-"),
-                    "earlier outcomes unreadable; actions are idempotent, running them again"
-                );
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
-        let finished = |index: usize, kind: ActionKind| {
-            earlier.iter().find(|o| o.index == index && o.kind == kind)
-        };
+        let claims = self
+            .records
+            .as_ref()
+            .map(|r| Claims::new(r, self.cfg.claim_ttl_seconds, self.cfg.claim_wait_seconds));
         // An incident in another account is recorded and notified only.
         let elsewhere = i
             .account
@@ -601,143 +768,160 @@ impl Executor {
                 )
             });
 
-        let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; plan.actions.len()];
-        let mut extra = Vec::new();
+        let mut outcomes: Vec<Option<Ran>> = vec![None; plan.actions.len()];
         let mut pending = Vec::new();
         for (index, a) in plan.actions.iter().enumerate() {
             if !a.kind.is_containment() {
                 continue;
             }
-            if let Some(prev) = finished(index, a.kind) {
-                let mut o = prev.clone();
-                if o.status == Status::Done {
-                    o.status = Status::AlreadyDone;
-                    o.detail = format!("done by an earlier delivery: {}", o.detail);
-                }
-                outcomes[index] = Some(o);
-            } else if a.status == PlanStatus::Skipped {
-                outcomes[index] = Some(outcome(index, a, Status::Skipped, a.reason.clone()));
+            let skip = |why: String| Some(Ran::new(outcome(index, a, Status::Skipped, why)));
+            if a.status == PlanStatus::Skipped {
+                outcomes[index] = skip(a.reason.clone());
             } else if let Some(why) = &elsewhere {
-                outcomes[index] = Some(outcome(index, a, Status::Skipped, why.clone()));
+                outcomes[index] = skip(why.clone());
             } else if plan.dry_run && a.kind != ActionKind::QueryOffendingIps {
                 // The query only reads; a dry run shows what it would block.
-                outcomes[index] = Some(outcome(
-                    index,
-                    a,
-                    Status::Skipped,
-                    format!("dry run: would {}", a.reason),
-                ));
+                outcomes[index] = skip(format!("dry run: would {}", a.reason));
             } else {
                 pending.push((index, a));
             }
         }
-        let ran_now = !pending.is_empty();
-        let done = join_all(
+        let record = async {
+            let mut out = Vec::new();
+            for (index, a) in plan.actions.iter().enumerate() {
+                if a.kind == ActionKind::RecordIncident {
+                    let o = match &self.records {
+                        None => outcome(
+                            index,
+                            a,
+                            Status::Failed,
+                            "FIREBREAK_RECORDS_BUCKET is not set",
+                        ),
+                        Some(store) => {
+                            self.write_record(store, plan, &prefix, index, a, record_uri.as_deref())
+                                .await
+                        }
+                    };
+                    out.push(o);
+                }
+            }
+            out
+        };
+        let containment = join_all(
             pending
                 .iter()
-                .map(|(index, a)| self.contain(plan, *index, a)),
-        )
-        .await;
+                .map(|(index, a)| self.claimed(plan, claims.as_ref(), &prefix, *index, a)),
+        );
+        let (done, recorded) = tokio::join!(containment, record);
+        let mut extra = Vec::new();
         for group in done {
             let mut group = group.into_iter();
             if let Some(o) = group.next() {
-                let idx = o.index;
+                let idx = o.outcome.index;
                 outcomes[idx] = Some(o);
             }
-            extra.extend(group);
+            extra.extend(group.map(|r| r.outcome));
+        }
+        for o in recorded {
+            let idx = o.index;
+            // The record itself is incident.json, not an action object.
+            outcomes[idx] = Some(Ran::stored(o));
         }
 
-        // The record: the incident and plan once.
-        for (index, a) in plan.actions.iter().enumerate() {
-            if a.kind != ActionKind::RecordIncident {
-                continue;
-            }
-            let o = match &self.records {
-                None => outcome(
-                    index,
-                    a,
-                    Status::Failed,
-                    "FIREBREAK_RECORDS_BUCKET is not set",
-                ),
-                Some(store) => {
-                    self.write_record(store, plan, &prefix, index, a, record_uri.as_deref())
-                        .await
-                }
-            };
-            outcomes[index] = Some(o);
-        }
-
-        // Notices, with what happened so far. A replay that changed nothing
-        // sends none; a retry that ran containment again tells the team how
-        // it ended.
-        let mut so_far: Vec<ActionOutcome> = outcomes.iter().flatten().cloned().collect();
+        // Notices, with what happened so far.
+        let mut so_far: Vec<ActionOutcome> = outcomes
+            .iter()
+            .flatten()
+            .map(|r| r.outcome.clone())
+            .collect();
         so_far.extend(extra.iter().cloned());
+        let fingerprint = notice_fingerprint(plan, &so_far);
+        // A delivery that found another one still holding a claim is retried
+        // later; the holder tells the team, this one stays quiet.
+        let waiting = so_far.iter().any(|o| {
+            o.error
+                .as_ref()
+                .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
+        });
         for (index, a) in plan.actions.iter().enumerate() {
             let topic = match a.kind {
                 ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
                 ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
                 _ => continue,
             };
-            if let Some(prev) = finished(index, a.kind).filter(|_| !ran_now) {
-                let mut o = prev.clone();
-                o.status = Status::AlreadyDone;
-                o.detail = format!("sent by an earlier delivery: {}", o.detail);
-                outcomes[index] = Some(o);
-                continue;
-            }
-            let o = match topic {
-                None if a.kind == ActionKind::NotifyStakeholders => outcome(
+            let r = match topic {
+                None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
                     index,
                     a,
                     Status::Skipped,
                     "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
-                ),
-                None => outcome(
+                )),
+                None => Ran::new(outcome(
                     index,
                     a,
                     Status::Failed,
                     "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                ),
-                Some(arn) => match notify::publish(
-                    &self.clients.sns,
-                    arn,
-                    plan,
-                    &so_far,
-                    record_uri.as_deref(),
-                )
-                .await
-                {
-                    Ok(id) => outcome(index, a, Status::Done, format!("published message {id}")),
-                    Err(e) => ActionOutcome {
-                        error: Some(ErrorInfo::from(&e)),
-                        ..outcome(index, a, Status::Failed, e.to_string())
-                    },
-                },
+                )),
+                Some(_) if waiting => Ran::new(outcome(
+                    index,
+                    a,
+                    Status::Skipped,
+                    "another delivery holds a claim on this incident; it notifies",
+                )),
+                Some(arn) => {
+                    let name = format!("{}-{fingerprint}", a.kind.as_str());
+                    let send = async || {
+                        notify::publish(
+                            &self.clients.sns,
+                            arn,
+                            plan,
+                            &so_far,
+                            record_uri.as_deref(),
+                        )
+                        .await
+                        .map(|id| {
+                            Step::new(
+                                false,
+                                format!("published message {id}"),
+                                Value::Null,
+                                vec!["Publish".into()],
+                            )
+                        })
+                    };
+                    self.once(claims.as_ref(), &prefix, &name, index, a, send, "sent")
+                        .await
+                }
             };
-            outcomes[index] = Some(o);
+            outcomes[index] = Some(r);
         }
 
-        let mut actions: Vec<ActionOutcome> = outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(index, o)| {
-                o.unwrap_or_else(|| {
-                    outcome(index, &plan.actions[index], Status::Skipped, "not run")
-                })
-            })
-            .collect();
+        let mut actions = Vec::with_capacity(plan.actions.len());
+        let mut unstored = Vec::new();
+        for (index, r) in outcomes.into_iter().enumerate() {
+            let r = r.unwrap_or_else(|| {
+                Ran::new(outcome(
+                    index,
+                    &plan.actions[index],
+                    Status::Skipped,
+                    "not run",
+                ))
+            });
+            if !r.stored {
+                unstored.push(r.outcome.clone());
+            }
+            actions.push(r.outcome);
+        }
         if let Some(store) = &self.records {
-            // An action with a final object from an earlier delivery keeps
-            // it (writes are conditional, so writing again would only cost a
-            // refused PUT per action on every replay).
-            for o in actions.iter().filter(|o| {
-                o.kind != ActionKind::RecordIncident && finished(o.index, o.kind).is_none()
-            }) {
-                if let Err(e) = store
-                    .put_new(&RecordStore::outcome_key(&prefix, o), o)
-                    .await
-                {
-                    warn!(incident_id = %i.id, code = e.code.as_deref().unwrap_or("-"), "outcome not recorded");
+            // Skipped, held and failed attempts, kept once each for the
+            // audit trail (the final outcomes were written as they finished).
+            let keys: Vec<String> = unstored
+                .iter()
+                .map(|o| RecordStore::outcome_key(&prefix, o))
+                .collect();
+            let writes = unstored.iter().zip(&keys).map(|(o, k)| store.put_new(k, o));
+            for (o, w) in unstored.iter().zip(join_all(writes).await) {
+                if let Err(e) = w {
+                    warn!(incident_id = %i.id, action = o.kind.as_str(), code = e.code.as_deref().unwrap_or("-"), "outcome not recorded");
                 }
             }
         }
@@ -748,6 +932,150 @@ impl Executor {
             incident_type: i.incident_type.clone(),
             record: record_uri,
             actions,
+        }
+    }
+
+    /// One containment action under its claim and the budget.
+    async fn claimed(
+        &self,
+        plan: &PlannedIncident,
+        claims: Option<&Claims<'_>>,
+        prefix: &str,
+        index: usize,
+        a: &Action,
+    ) -> Vec<Ran> {
+        let (Some(claims), Some(store)) = (claims, &self.records) else {
+            // No records bucket: nothing to claim in (a local `respond`
+            // without one); the actions are idempotent by themselves.
+            return self
+                .contain(plan, index, a)
+                .await
+                .into_iter()
+                .map(Ran::new)
+                .collect();
+        };
+        let name = RecordStore::action_name(a.kind, &a.target);
+        let held = match claims.acquire(prefix, &name).await {
+            Err(e) => return vec![Ran::new(failed(index, a, &e))],
+            Ok(Claim::Finished(prev)) => return vec![Ran::stored(earlier(*prev, "done"))],
+            Ok(Claim::EndedMeanwhile(prev)) => return vec![Ran::stored(concurrent_end(*prev))],
+            Ok(Claim::Busy(until)) => {
+                return vec![Ran::new(failed(index, a, &claim_held(a, &until)))]
+            }
+            Ok(Claim::Mine(held)) => held,
+        };
+        match self.budget(plan, a.kind, &a.target).await {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                warn!(incident_id = %plan.incident.id, action = a.kind.as_str(), target = %a.target, "held: blast-radius budget spent");
+                let o = outcome(index, a, Status::Held, why);
+                let stored = let_go(store, claims, &held, prefix, &o).await;
+                return vec![Ran { outcome: o, stored }];
+            }
+            Err(e) => {
+                let o = failed(index, a, &e);
+                let stored = let_go(store, claims, &held, prefix, &o).await;
+                return vec![Ran { outcome: o, stored }];
+            }
+        }
+        let mut out: Vec<Ran> = self
+            .contain(plan, index, a)
+            .await
+            .into_iter()
+            .map(Ran::new)
+            .collect();
+        if let Some(first) = out.first_mut() {
+            if matches!(first.outcome.status, Status::Done | Status::AlreadyDone) {
+                // The outcome is what ends the claim: later deliveries read it.
+                match store
+                    .put_new(&RecordStore::done_key(prefix, &name), &first.outcome)
+                    .await
+                {
+                    Ok(_) => first.stored = true,
+                    Err(e) => {
+                        warn!(code = e.code.as_deref().unwrap_or("-"), "outcome not recorded: a delivery after the claim's expiry does the (idempotent) action again");
+                    }
+                }
+            } else {
+                first.stored = let_go(store, claims, &held, prefix, &first.outcome).await;
+            }
+        }
+        out
+    }
+
+    /// Something done at most once per name (a notice), under a claim.
+    #[allow(clippy::too_many_arguments)]
+    async fn once(
+        &self,
+        claims: Option<&Claims<'_>>,
+        prefix: &str,
+        name: &str,
+        index: usize,
+        a: &Action,
+        act: impl AsyncFnOnce() -> Result<Step, AwsError>,
+        verb: &str,
+    ) -> Ran {
+        let (Some(claims), Some(store)) = (claims, &self.records) else {
+            return Ran::new(from_result(index, a, act().await));
+        };
+        let held = match claims.acquire(prefix, name).await {
+            Err(e) => return Ran::new(failed(index, a, &e)),
+            Ok(Claim::Finished(prev)) => return Ran::stored(earlier(*prev, verb)),
+            Ok(Claim::EndedMeanwhile(prev)) => return Ran::stored(concurrent_end(*prev)),
+            Ok(Claim::Busy(until)) => return Ran::new(failed(index, a, &claim_held(a, &until))),
+            Ok(Claim::Mine(held)) => held,
+        };
+        let o = from_result(index, a, act().await);
+        if o.status == Status::Done {
+            if let Err(e) = store
+                .put_new(&RecordStore::done_key(prefix, name), &o)
+                .await
+            {
+                warn!(
+                    code = e.code.as_deref().unwrap_or("-"),
+                    "notice outcome not recorded"
+                );
+            }
+            return Ran::stored(o);
+        }
+        let (stored, ()) = join(
+            store.put_new(&RecordStore::attempt_key(prefix, name, &o.at), &o),
+            claims.release(&held, &o),
+        )
+        .await;
+        Ran {
+            outcome: o,
+            stored: stored.is_ok(),
+        }
+    }
+
+    /// `Some(reason)` when the blast-radius budget holds this action back.
+    async fn budget(
+        &self,
+        plan: &PlannedIncident,
+        kind: ActionKind,
+        target: &str,
+    ) -> Result<Option<String>, AwsError> {
+        // A responder's explicit command is a human's decision.
+        if plan.incident.incident_type.starts_with("COMMAND:") {
+            return Ok(None);
+        }
+        let (Some(limit), Some(store)) = (self.cfg.budget.limit(kind), &self.records) else {
+            return Ok(None);
+        };
+        let window = self.cfg.budget.window_minutes;
+        let action = format!(
+            "{}/{}",
+            plan.incident.id,
+            RecordStore::action_name(kind, target)
+        );
+        match claim::spend(store, &self.account, kind, limit, window, &action, Utc::now()).await? {
+            Spent::Within(_) => Ok(None),
+            Spent::Over(used) => Ok(Some(format!(
+                "held for a human: the blast-radius budget allows {limit} {} per {window} minutes in account {} and {used} were taken in this window",
+                kind.as_str(),
+                self.account
+            ))),
         }
     }
 
@@ -763,11 +1091,21 @@ impl Executor {
         let body = Record {
             schema: RECORD_SCHEMA,
             recorded_at: now(),
+            recorded_by: claim::owner_id(),
             plan,
         };
-        let written = store
-            .put_new(&format!("{prefix}incident.json"), &body)
-            .await;
+        let key = format!("{prefix}incident.json");
+        let written = match store.put_new(&key, &body).await {
+            // S3 wrote it but the answer was lost, and the SDK's retry met
+            // our own object: it is this delivery's record.
+            Ok(Written::AlreadyThere) => match store.get_json::<Value>(&key).await {
+                Ok(Some(v)) if v["recorded_by"] == body.recorded_by.as_str() => {
+                    Ok(Written::Created)
+                }
+                _ => Ok(Written::AlreadyThere),
+            },
+            other => other,
+        };
         let index_written = store.put_index(&plan.incident.id, prefix).await;
         match written.and_then(|w| index_written.map(|_| w)) {
             Ok(Written::Created) => outcome(index, a, Status::Done, record_uri.unwrap_or_default()),
@@ -824,14 +1162,30 @@ impl Executor {
             let Ok(cidr) = marker.cidr.parse::<IpNet>() else {
                 continue;
             };
-            let lifted = ec2::unblock(
-                &self.clients.ec2,
-                &marker.network_acl_id,
-                marker.egress,
-                marker.rule_number,
-                cidr,
-            )
-            .await;
+            let lifted = match self
+                .victim_lock(
+                    store,
+                    &marker.network_acl_id,
+                    marker.egress,
+                    marker.rule_number,
+                    cidr,
+                )
+                .await
+            {
+                Ok(lock) => {
+                    let r = ec2::unblock(
+                        &self.clients.ec2,
+                        &marker.network_acl_id,
+                        marker.egress,
+                        marker.rule_number,
+                        cidr,
+                    )
+                    .await;
+                    lock.release().await;
+                    r
+                }
+                Err(e) => Err(e),
+            };
             let e = match lifted {
                 Ok(step) => {
                     // The lift is recorded before the marker goes, so a crash
@@ -896,6 +1250,11 @@ impl Response {
     /// True when retrying the event can help.
     pub fn retryable(&self) -> bool {
         self.incidents.iter().any(IncidentReport::retryable)
+    }
+
+    /// True when the budget held an action back: a human must decide.
+    pub fn needs_a_human(&self) -> bool {
+        self.incidents.iter().any(|i| !i.held().is_empty())
     }
 }
 

@@ -9,6 +9,7 @@
 //! "already done" answer (a key already Inactive, a record already written)
 //! is handled explicitly where it can occur, never by ignoring all errors.
 
+pub mod claim;
 pub mod clients;
 pub mod ec2;
 pub mod error;

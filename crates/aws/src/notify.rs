@@ -22,8 +22,11 @@ pub fn subject(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
     let done = outcomes
         .iter()
         .any(|o| o.kind.is_containment() && o.status == Status::Done);
+    let held = outcomes.iter().any(|o| o.status == Status::Held);
     let state = if failed {
         "CONTAINMENT FAILED"
+    } else if held {
+        "NEEDS A HUMAN"
     } else if plan.dry_run {
         "dry run"
     } else if done {
@@ -88,6 +91,7 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
             Status::AlreadyDone => "ALREADY DONE",
             Status::Skipped => "skipped",
             Status::Failed => "FAILED",
+            Status::Held => "HELD",
         };
         let _ = writeln!(
             m,
@@ -109,6 +113,12 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
         let _ = writeln!(
             m,
             "\nSome containment FAILED: Firebreak will retry; check the account now."
+        );
+    }
+    if outcomes.iter().any(|o| o.status == Status::Held) {
+        let _ = writeln!(
+            m,
+            "\nNEEDS A HUMAN: the blast-radius budget held containment back. Decide, then act with the manual responder (its commands are not budgeted)."
         );
     }
     let _ = writeln!(

@@ -18,6 +18,9 @@ pub enum Status {
     Skipped,
     /// An AWS call failed; `error` has its code.
     Failed,
+    /// Not carried out because the blast-radius budget for its kind is
+    /// spent: a human decides (`detail` says which budget).
+    Held,
 }
 
 /// The outcome of one action, enough to undo it.

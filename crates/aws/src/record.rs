@@ -4,14 +4,19 @@
 //!
 //! Layout under the bucket:
 //! `incidents/dt=YYYY-MM-DD/<incident id>/incident.json` and
-//! `incidents/dt=YYYY-MM-DD/<incident id>/actions/<index>-<kind>.json`.
-//! Failed attempts go to `…/actions/<index>-<kind>.failed-<time>.json`, so a
-//! later success can still take the canonical name.
+//! `incidents/dt=YYYY-MM-DD/<incident id>/actions/<kind>-<target>.json`, where
+//! `<target>` is the action's target made key-safe plus a digest of it (an
+//! action is named by what it does to what, not by its place in the plan:
+//! a recurring finding may plan more actions, in another order). Failed
+//! attempts go to `…/actions/<name>.failed-<time>.json`, so a later success
+//! can still take the canonical name. `…/claims/<name>.json` is the claim a
+//! delivery holds while it carries the action out (see [`crate::claim`]).
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use chrono::{DateTime, Utc};
-use firebreak_core::{Incident, Source};
+use firebreak_core::incident::short_digest;
+use firebreak_core::{ActionKind, Incident, Source};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -34,6 +39,15 @@ pub enum Written {
     Created,
     /// It was already there (a replay); it was left untouched.
     AlreadyThere,
+}
+
+/// The condition of a conditional write.
+#[derive(Debug, Clone, Copy)]
+pub enum Cond<'a> {
+    /// Only if no object is there (`If-None-Match: *`).
+    New,
+    /// Only if the object is still the one with this ETag (`If-Match`).
+    Match(&'a str),
 }
 
 /// The date an incident's record is filed under. It must not change when the
@@ -95,15 +109,41 @@ impl RecordStore {
         body: &T,
         only_new: bool,
     ) -> Result<Written, AwsError> {
+        let written = if only_new {
+            self.put_cond(key, body, Some(Cond::New)).await?
+        } else {
+            self.put_cond(key, body, None).await?
+        };
+        Ok(match written {
+            Some(_) => Written::Created,
+            None => Written::AlreadyThere,
+        })
+    }
+
+    /// Writes `body` as JSON at `key` if the condition holds. `Some(etag)`
+    /// when written, `None` when the condition did not hold (412, or a
+    /// concurrent conditional write to the same key: 409).
+    pub async fn put_cond<T: Serialize>(
+        &self,
+        key: &str,
+        body: &T,
+        cond: Option<Cond<'_>>,
+    ) -> Result<Option<String>, AwsError> {
         let bytes = serde_json::to_vec_pretty(body)
             .map_err(|e| AwsError::local("PutObject", "SerializationError", e.to_string()))?;
+        let (if_none_match, if_match) = match cond {
+            Some(Cond::New) => (Some("*".to_string()), None),
+            Some(Cond::Match(etag)) => (None, Some(etag.to_string())),
+            None => (None, None),
+        };
         let mut req = self
             .s3
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
-            .set_if_none_match(only_new.then(|| "*".to_string()))
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
             .body(ByteStream::from(bytes));
         req = match &self.kms_key_id {
             Some(k) => req
@@ -112,12 +152,17 @@ impl RecordStore {
             None => req.server_side_encryption(ServerSideEncryption::Aes256),
         };
         match req.send().await {
-            Ok(_) => Ok(Written::Created),
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
             Err(e) => {
                 let err = AwsError::from_sdk("PutObject", e);
-                // 412: someone (an earlier delivery) already wrote it.
-                if err.is("PreconditionFailed") || err.is("ConditionalRequestConflict") {
-                    Ok(Written::AlreadyThere)
+                // 412: someone (an earlier delivery) already wrote it, or
+                // changed it since we read it; 409: a concurrent conditional
+                // write to the same key won; 404 on If-Match: it is gone.
+                if err.is("PreconditionFailed")
+                    || err.is("ConditionalRequestConflict")
+                    || (matches!(cond, Some(Cond::Match(_))) && err.is("NoSuchKey"))
+                {
+                    Ok(None)
                 } else {
                     Err(err)
                 }
@@ -125,12 +170,46 @@ impl RecordStore {
         }
     }
 
+    /// The key-safe name of an action: what it does to what. The target is
+    /// kept readable where it can be and a digest makes the name unique.
+    pub fn action_name(kind: ActionKind, target: &str) -> String {
+        let readable: String = target
+            .chars()
+            .take(48)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{}-{readable}-{}", kind.as_str(), short_digest(target))
+    }
+
+    /// Where the final outcome of a named action (or notice) is kept.
+    pub fn done_key(prefix: &str, name: &str) -> String {
+        format!("{prefix}actions/{name}.json")
+    }
+
+    /// Where a failed attempt at a named action (or notice) is kept.
+    pub fn attempt_key(prefix: &str, name: &str, at: &str) -> String {
+        format!(
+            "{prefix}actions/{name}.failed-{}.json",
+            at.replace([':', '.'], "")
+        )
+    }
+
+    /// Where the claim on a named action (or notice) is kept.
+    pub fn claim_key(prefix: &str, name: &str) -> String {
+        format!("{prefix}claims/{name}.json")
+    }
+
     /// The key for an action outcome.
     pub fn outcome_key(prefix: &str, outcome: &ActionOutcome) -> String {
         let base = format!(
-            "{prefix}actions/{:03}-{}",
-            outcome.index,
-            outcome.kind.as_str()
+            "{prefix}actions/{}",
+            Self::action_name(outcome.kind, &outcome.target)
         );
         match outcome.status {
             // Final: a later delivery skips the action.
@@ -138,13 +217,28 @@ impl RecordStore {
             // Kept once for the audit trail; not final (a dry run or a
             // refusal must not stop a later real run).
             Status::Skipped => format!("{base}.skipped.json"),
+            // Not final either: the budget may allow it later, or a human.
+            Status::Held => format!("{base}.held.json"),
             // Every failed attempt is kept; a retry runs the action again.
-            Status::Failed => format!("{base}.failed-{}.json", outcome.at.replace([':', '.'], "")),
+            Status::Failed => Self::attempt_key(
+                prefix,
+                &Self::action_name(outcome.kind, &outcome.target),
+                &outcome.at,
+            ),
         }
     }
 
     /// Reads a JSON object; `None` when it is missing or not the expected shape.
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AwsError> {
+        Ok(self.get_tagged(key).await?.map(|(v, _)| v))
+    }
+
+    /// Reads a JSON object with its ETag (for a later `If-Match` write);
+    /// `None` when it is missing or not the expected shape.
+    pub async fn get_tagged<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, String)>, AwsError> {
         let body = match self
             .s3
             .get_object()
@@ -162,16 +256,42 @@ impl RecordStore {
                 return Err(err);
             }
         };
-        let bytes = body
-            .body
-            .collect()
-            .await
-            .map_err(|e| AwsError::local("GetObject", "ReadError", e.to_string()))?
-            .into_bytes();
-        Ok(serde_json::from_slice::<T>(&bytes).ok())
+        let etag = body.e_tag().unwrap_or_default().to_string();
+        let bytes = body.body.collect().await.map_err(|e| AwsError {
+            retryable: true,
+            ..AwsError::local("GetObject", "ReadError", e.to_string())
+        })?;
+        Ok(serde_json::from_slice::<T>(&bytes.into_bytes())
+            .ok()
+            .map(|v| (v, etag)))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+    /// Deletes an object only while it is the one with this ETag (a claim
+    /// this delivery holds; not one another delivery took over since).
+    pub async fn delete_if(&self, key: &str, etag: &str) -> Result<(), AwsError> {
+        match self
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_match((!etag.is_empty()).then(|| etag.to_string()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = AwsError::from_sdk("DeleteObject", e);
+                if err.is("PreconditionFailed") || err.is("NoSuchKey") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The keys under `prefix`, every page.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -299,7 +419,10 @@ impl RecordStore {
     pub async fn completed(&self, prefix: &str) -> Result<Vec<ActionOutcome>, AwsError> {
         let mut out = Vec::new();
         for key in self.list(&format!("{prefix}actions/")).await? {
-            if key.contains(".failed-") || key.ends_with(".skipped.json") {
+            if key.contains(".failed-")
+                || key.ends_with(".skipped.json")
+                || key.ends_with(".held.json")
+            {
                 continue;
             }
             if let Some(o) = self.get_json::<ActionOutcome>(&key).await? {

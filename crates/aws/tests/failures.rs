@@ -143,6 +143,30 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
     });
     let put = mock!(aws_sdk_s3::Client::put_object)
         .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+    // The budget counter does not exist yet.
+    let missing = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"#;
+    let get = mock!(aws_sdk_s3::Client::get_object)
+        .sequence()
+        .http_status(404, Some(missing.to_string()))
+        .repeatedly()
+        .build();
+    // The failed action gives its claim back (If-Match on the claim's ETag),
+    // saying how its attempt ended.
+    let released = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen_release = released.clone();
+    let release = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(move |r| {
+            let claim = r.if_match().is_some() && r.key().is_some_and(|k| k.contains("/claims/"));
+            if claim {
+                let body = r.body().bytes().unwrap_or_default();
+                seen_release
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(body).into_owned());
+            }
+            claim
+        })
+        .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
     let messages = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = messages.clone();
     let publish = mock!(aws_sdk_sns::Client::publish)
@@ -163,7 +187,11 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
     let clients = Clients {
         iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, [&list, &update]),
         ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nothing]),
-        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, [&listing, &put]),
+        s3: mocked!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&listing, &release, &put, &get]
+        ),
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
@@ -201,6 +229,11 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
     assert_eq!(err.code.as_deref(), Some("AccessDenied"));
     assert!(!err.retryable, "AccessDenied does not go away by retrying");
     assert_eq!(update.num_calls(), 1, "not retried");
+    let released = released.lock().unwrap().clone();
+    assert_eq!(released.len(), 1, "the claim is given back for the retry");
+    let ended: serde_json::Value = serde_json::from_str(&released[0]).unwrap();
+    assert_eq!(ended["ended"]["status"], "failed", "{ended}");
+    assert_eq!(ended["ended"]["error"]["code"], "AccessDenied", "{ended}");
     assert_eq!(find(ActionKind::RecordIncident).status, Status::Done);
     assert_eq!(find(ActionKind::NotifyTeam).status, Status::Done);
     assert_eq!(find(ActionKind::NotifyStakeholders).status, Status::Done);
@@ -324,12 +357,13 @@ fn deletes(rule: Option<i32>) -> Rule {
 async fn block_9(
     ec2: &aws_sdk_ec2::Client,
     ages: &[(i32, ipnet::IpNet)],
-) -> Result<(firebreak_aws::outcome::Step, i32, Option<(i32, String)>), firebreak_aws::AwsError> {
+) -> Result<(firebreak_aws::outcome::Step, i32, Vec<(i32, String)>), firebreak_aws::AwsError> {
     block_ip(
         ec2,
         "acl-0a1b2c3d4e5f60718",
         "198.51.100.9/32".parse().unwrap(),
         SPEC,
+        &firebreak_aws::ec2::Alone,
         async || ages.to_vec(),
     )
     .await
@@ -341,24 +375,27 @@ const SPEC: BlockSpec = BlockSpec {
     quota: firebreak_aws::ec2::DEFAULT_QUOTA,
 };
 
-#[tokio::test]
-async fn at_the_entry_quota_the_oldest_of_ours_is_evicted_though_the_range_has_room() {
-    // 16 foreign + the allow + the default rule + ours at 1 and 2 = 20 =
-    // AWS's quota, while rule numbers 3..=90 are free: AWS would refuse a
-    // 21st entry, so the oldest of ours makes room.
+/// A NACL at AWS's entry quota (16 foreign entries, the allow, the default
+/// rule, ours at rules 1 and 2) that answers a delete of rule 2 and a create
+/// of 198.51.100.9/32 at rule 2: (client, the delete, the create).
+fn full_nacl_making_room_at_rule_2() -> (aws_sdk_ec2::Client, Rule, Rule) {
     let describe = described(nacl(16, &[(1, "198.51.100.1/32"), (2, "198.51.100.2/32")]));
     let delete = deletes(Some(2));
-    let create = mock!(aws_sdk_ec2::Client::create_network_acl_entry)
-        .match_requests(|r| r.rule_number() == Some(2) && r.cidr_block() == Some("198.51.100.9/32"))
-        .then_output(|| {
-            aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder()
-                .build()
-        });
+    let create = creates(2, "198.51.100.9/32");
     let ec2 = mocked!(
         aws_sdk_ec2,
         RuleMode::MatchAny,
         [&describe, &delete, &create]
     );
+    (ec2, delete, create)
+}
+
+#[tokio::test]
+async fn at_the_entry_quota_the_oldest_of_ours_is_evicted_though_the_range_has_room() {
+    // 16 foreign + the allow + the default rule + ours at 1 and 2 = 20 =
+    // AWS's quota, while rule numbers 3..=90 are free: AWS would refuse a
+    // 21st entry, so the oldest of ours makes room.
+    let (ec2, delete, create) = full_nacl_making_room_at_rule_2();
     // The ledger says rule 2 is older than rule 1.
     let ages = [
         (2, "198.51.100.2/32".parse().unwrap()),
@@ -366,11 +403,11 @@ async fn at_the_entry_quota_the_oldest_of_ours_is_evicted_though_the_range_has_r
     ];
     let (step, number, evicted) = block_9(&ec2, &ages).await.unwrap();
     assert_eq!(number, 2);
-    assert_eq!(evicted, Some((2, "198.51.100.2/32".to_string())));
+    assert_eq!(evicted, vec![(2, "198.51.100.2/32".to_string())]);
     assert_eq!(delete.num_calls(), 1);
     assert_eq!(create.num_calls(), 1);
     assert_eq!(
-        step.prior_state["evicted"]["cidr"], "198.51.100.2/32",
+        step.prior_state["evicted"][0]["cidr"], "198.51.100.2/32",
         "recorded for the undo"
     );
 }
@@ -383,6 +420,50 @@ async fn a_full_nacl_without_entries_of_ours_is_an_error_and_nothing_is_deleted(
     let err = block_9(&ec2, &[]).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("NetworkAclEntryLimitExceeded"));
     assert_eq!(delete.num_calls(), 0, "foreign entries are never touched");
+}
+
+/// CreateNetworkAclEntry accepted only for `cidr` at `rule`.
+fn creates(rule: i32, cidr: &'static str) -> Rule {
+    mock!(aws_sdk_ec2::Client::create_network_acl_entry)
+        .match_requests(move |r| r.rule_number() == Some(rule) && r.cidr_block() == Some(cidr))
+        .then_output(|| {
+            aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder()
+                .build()
+        })
+}
+
+/// Another writer holds the right to delete rule 1.
+struct OneTaken;
+
+impl firebreak_aws::ec2::VictimGuard for OneTaken {
+    async fn take(&self, rule: i32, _cidr: ipnet::IpNet) -> bool {
+        rule != 1
+    }
+    async fn give_back(&self, _rule: i32, _cidr: ipnet::IpNet) {}
+}
+
+#[tokio::test]
+async fn an_evictor_takes_the_oldest_victim_nobody_else_is_evicting() {
+    let (ec2, delete, create) = full_nacl_making_room_at_rule_2();
+    // Rule 1 is the oldest, but another writer is evicting it.
+    let ages = [
+        (1, "198.51.100.1/32".parse().unwrap()),
+        (2, "198.51.100.2/32".parse().unwrap()),
+    ];
+    let (_, number, evicted) = block_ip(
+        &ec2,
+        "acl-0a1b2c3d4e5f60718",
+        "198.51.100.9/32".parse().unwrap(),
+        SPEC,
+        &OneTaken,
+        async || ages.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(number, 2);
+    assert_eq!(evicted, vec![(2, "198.51.100.2/32".to_string())]);
+    assert_eq!(delete.num_calls(), 1, "rule 1 is left to its evictor");
+    assert_eq!(create.num_calls(), 1);
 }
 
 #[tokio::test]
@@ -406,7 +487,7 @@ async fn aws_saying_the_nacl_is_full_leads_to_an_eviction_not_a_failure() {
     );
     let (step, number, evicted) = block_9(&ec2, &[]).await.unwrap();
     assert_eq!(number, 1);
-    assert_eq!(evicted.map(|e| e.0), Some(1));
+    assert_eq!(evicted.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1]);
     assert!(
         step.calls
             .contains(&"CreateNetworkAclEntry (limit)".to_string()),

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::policy::ActionKind;
 use crate::severity::{
     glob, AlarmPatternSpec, AlertTypeSpec, Rule, RuleSpec, Severity, SeverityConfig,
 };
@@ -78,6 +79,22 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "FIREBREAK_DRY_RUN",
         "plan, record and notify, change nothing",
     ),
+    (
+        "FIREBREAK_BUDGET",
+        "automatic actions allowed per window, e.g. block_ip=50,isolate_instance=5",
+    ),
+    (
+        "FIREBREAK_BUDGET_WINDOW_MINUTES",
+        "length of the blast-radius budget's window",
+    ),
+    (
+        "FIREBREAK_CLAIM_TTL_SECONDS",
+        "how long a claim on an action holds before a redelivery may take it over",
+    ),
+    (
+        "FIREBREAK_CLAIM_WAIT_SECONDS",
+        "how long a delivery waits for a concurrent one that holds a claim",
+    ),
     ("FIREBREAK_RECORDS_BUCKET", "S3 bucket for incident records"),
     (
         "FIREBREAK_RECORDS_KMS_KEY_ID",
@@ -128,8 +145,73 @@ pub struct Config {
     pub team_topic_arn: Option<String>,
     /// SNS topic for stakeholders (HIGH and CRITICAL).
     pub stakeholder_topic_arn: Option<String>,
+    /// The blast-radius budget.
+    pub budget: Budget,
+    /// Seconds a claim on an action holds before another delivery may take
+    /// it over (longer than the function's timeout, so a live holder keeps it).
+    pub claim_ttl_seconds: u32,
+    /// Seconds a delivery waits for a concurrent one that holds a claim
+    /// before it gives up with a retryable error.
+    pub claim_wait_seconds: u32,
     /// Severity rules.
     pub severity: SeverityConfig,
+}
+
+/// At most `limits[kind]` automatic actions of a kind per account in each
+/// window of `window_minutes` (fixed windows aligned to the epoch, so at
+/// most twice the limit in any span of one window). Kinds without a limit
+/// (snapshots, monitoring, the failed-login query itself) are not counted.
+/// A responder's explicit command is not counted either: a human decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// The window length.
+    pub window_minutes: u32,
+    /// The limit per action kind.
+    pub limits: BTreeMap<ActionKind, u32>,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            window_minutes: 60,
+            limits: BTreeMap::from([
+                (ActionKind::BlockIp, 50),
+                (ActionKind::DeactivateAccessKey, 10),
+                (ActionKind::RevokeRoleSessions, 10),
+                (ActionKind::IsolateInstance, 5),
+            ]),
+        }
+    }
+}
+
+impl Budget {
+    /// The limit for a kind, if it is counted.
+    pub fn limit(&self, kind: ActionKind) -> Option<u32> {
+        self.limits.get(&kind).copied()
+    }
+
+    /// Kinds a budget may name.
+    const KINDS: [ActionKind; 4] = [
+        ActionKind::BlockIp,
+        ActionKind::DeactivateAccessKey,
+        ActionKind::RevokeRoleSessions,
+        ActionKind::IsolateInstance,
+    ];
+
+    fn set(&mut self, name: &str, kind: &str, n: u32) -> Result<(), ConfigError> {
+        let k = Budget::KINDS
+            .iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| ConfigError::Value {
+                name: name.into(),
+                message: format!(
+                    "`{kind}` is not a budgeted action (one of {})",
+                    Budget::KINDS.map(ActionKind::as_str).join(", ")
+                ),
+            })?;
+        self.limits.insert(*k, n);
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -163,6 +245,9 @@ impl Default for Config {
             records_kms_key_id: None,
             team_topic_arn: None,
             stakeholder_topic_arn: None,
+            budget: Budget::default(),
+            claim_ttl_seconds: 120,
+            claim_wait_seconds: 20,
             severity: SeverityConfig::defaults(),
         }
     }
@@ -189,6 +274,9 @@ struct PolicyFile {
     records_kms_key_id: Option<String>,
     team_topic_arn: Option<String>,
     stakeholder_topic_arn: Option<String>,
+    budget: Option<BTreeMap<String, u32>>,
+    claim_ttl_seconds: Option<u32>,
+    claim_wait_seconds: Option<u32>,
     severity: Option<SeverityFile>,
 }
 
@@ -290,6 +378,15 @@ impl Config {
         set(&mut self.offender_threshold, f.offender_threshold);
         set(&mut self.insights_query, f.insights_query);
         set(&mut self.dry_run, f.dry_run);
+        for (k, n) in f.budget.unwrap_or_default() {
+            if k == "window_minutes" {
+                self.budget.window_minutes = n;
+            } else {
+                self.budget.set("budget", &k, n)?;
+            }
+        }
+        set(&mut self.claim_ttl_seconds, f.claim_ttl_seconds);
+        set(&mut self.claim_wait_seconds, f.claim_wait_seconds);
         self.records_bucket = f.records_bucket.or(self.records_bucket.take());
         self.records_kms_key_id = f.records_kms_key_id.or(self.records_kms_key_id.take());
         self.team_topic_arn = f.team_topic_arn.or(self.team_topic_arn.take());
@@ -363,6 +460,25 @@ impl Config {
         if let Some(v) = get("FIREBREAK_DRY_RUN") {
             self.dry_run = parse_bool("FIREBREAK_DRY_RUN", &v)?;
         }
+        if let Some(v) = get("FIREBREAK_BUDGET") {
+            for pair in list(&v) {
+                let (k, n) = pair.split_once('=').ok_or_else(|| ConfigError::Value {
+                    name: "FIREBREAK_BUDGET".into(),
+                    message: format!("`{pair}` is not kind=number"),
+                })?;
+                let n = parse_num("FIREBREAK_BUDGET", n.trim())?;
+                self.budget.set("FIREBREAK_BUDGET", k.trim(), n)?;
+            }
+        }
+        if let Some(v) = get("FIREBREAK_BUDGET_WINDOW_MINUTES") {
+            self.budget.window_minutes = parse_num("FIREBREAK_BUDGET_WINDOW_MINUTES", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_CLAIM_TTL_SECONDS") {
+            self.claim_ttl_seconds = parse_num("FIREBREAK_CLAIM_TTL_SECONDS", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_CLAIM_WAIT_SECONDS") {
+            self.claim_wait_seconds = parse_num("FIREBREAK_CLAIM_WAIT_SECONDS", &v)?;
+        }
         let opt = |v: Option<String>| v.filter(|s| !s.is_empty());
         self.records_bucket = opt(get("FIREBREAK_RECORDS_BUCKET")).or(self.records_bucket.take());
         self.records_kms_key_id =
@@ -422,6 +538,24 @@ impl Config {
         }
         if self.protected_tag.trim().is_empty() {
             return bad("protected_tag", "must not be empty".into());
+        }
+        if self.budget.window_minutes == 0 || self.budget.window_minutes > 24 * 60 {
+            return bad(
+                "budget window_minutes",
+                "must be between 1 and 1440 (a day)".into(),
+            );
+        }
+        if self.claim_ttl_seconds < 10 || self.claim_ttl_seconds > 3600 {
+            return bad(
+                "claim_ttl_seconds",
+                "must be between 10 and 3600; longer than the function's timeout".into(),
+            );
+        }
+        if self.claim_wait_seconds > self.claim_ttl_seconds {
+            return bad(
+                "claim_wait_seconds",
+                "must not be longer than claim_ttl_seconds".into(),
+            );
         }
         Ok(())
     }
@@ -541,6 +675,30 @@ mod tests {
         assert!(err.to_string().contains("not a range"));
         let err = Config::load(&vars(&[("FIREBREAK_LOG_RETENTION_DAYS", "42")]), None).unwrap_err();
         assert!(err.to_string().contains("42 is not a retention"));
+    }
+
+    #[test]
+    fn budget_from_file_and_env() {
+        let file = "[budget]\nwindow_minutes = 30\nisolate_instance = 2\n";
+        let cfg = Config::load(
+            &vars(&[("FIREBREAK_BUDGET", "block_ip=7, deactivate_access_key=0")]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert_eq!(cfg.budget.window_minutes, 30);
+        assert_eq!(cfg.budget.limit(ActionKind::IsolateInstance), Some(2));
+        assert_eq!(cfg.budget.limit(ActionKind::BlockIp), Some(7));
+        assert_eq!(cfg.budget.limit(ActionKind::DeactivateAccessKey), Some(0));
+        assert_eq!(cfg.budget.limit(ActionKind::RevokeRoleSessions), Some(10));
+        assert_eq!(cfg.budget.limit(ActionKind::SnapshotVolumes), None);
+        let err =
+            Config::load(&vars(&[("FIREBREAK_BUDGET", "snapshot_volumes=3")]), None).unwrap_err();
+        assert!(err.to_string().contains("not a budgeted action"), "{err}");
+        let err = Config::load(&vars(&[("FIREBREAK_BUDGET", "block_ip")]), None).unwrap_err();
+        assert!(err.to_string().contains("not kind=number"), "{err}");
+        let err =
+            Config::load(&vars(&[("FIREBREAK_CLAIM_WAIT_SECONDS", "500")]), None).unwrap_err();
+        assert!(err.to_string().contains("claim_wait_seconds"), "{err}");
     }
 
     #[test]

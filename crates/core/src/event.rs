@@ -237,6 +237,48 @@ pub enum CommandOp {
     },
 }
 
+impl CommandOp {
+    /// The operation with every string capped and its control characters
+    /// escaped: what a record keeps of a request (a responder's input is
+    /// still input; a pasted id can carry anything).
+    pub fn cleaned(&self) -> CommandOp {
+        let name = |s: &String| sanitize::name(s);
+        match self {
+            CommandOp::BlockIp {
+                ip,
+                direction,
+                subnet_ids,
+            } => CommandOp::BlockIp {
+                ip: name(ip),
+                direction: direction.as_ref().map(name),
+                subnet_ids: subnet_ids.iter().map(name).collect(),
+            },
+            CommandOp::DeactivateAccessKey {
+                access_key_id,
+                user_name,
+            } => CommandOp::DeactivateAccessKey {
+                access_key_id: name(access_key_id),
+                user_name: name(user_name),
+            },
+            CommandOp::RevokeRoleSessions { role_name } => CommandOp::RevokeRoleSessions {
+                role_name: name(role_name),
+            },
+            CommandOp::IsolateInstance { instance_id } => CommandOp::IsolateInstance {
+                instance_id: name(instance_id),
+            },
+            CommandOp::Release {
+                incident_id,
+                action,
+                force,
+            } => CommandOp::Release {
+                incident_id: name(incident_id),
+                action: *action,
+                force: *force,
+            },
+        }
+    }
+}
+
 /// Parses one event from raw bytes. Never panics; every refusal says what was
 /// expected.
 pub fn parse(bytes: &[u8]) -> Result<Event, ParseError> {

@@ -333,6 +333,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// The first 16 hex digits of the SHA-256 of `s`: short, stable names for
+/// object keys (an action's target may be an ARN or a CIDR).
+pub fn short_digest(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))[..16].to_string()
+}
+
 /// The incident id for an identity key.
 pub fn incident_id(key: &str) -> String {
     format!("fb-{}", &hex(&Sha256::digest(key.as_bytes()))[..20])
@@ -859,7 +865,7 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         }
         CommandOp::Release { .. } => {}
     }
-    i.command = Some(c.op.clone());
+    i.command = Some(c.op.cleaned());
     i.evidence = Evidence {
         title: Some(format!(
             "{} requested by {}",

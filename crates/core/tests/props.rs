@@ -93,6 +93,24 @@ fn assert_envelope(plan: &PlanSet, cfg: &Config) {
             .filter(|a| a.kind == ActionKind::BlockIp)
             .count();
         assert!(blocks <= cfg.max_blocks_per_incident);
+        // Whatever an attacker (or a paste) put in the event, what the
+        // incident keeps is capped and has no raw control characters.
+        assert_clean(&serde_json::to_value(i).unwrap());
+    }
+}
+
+fn assert_clean(v: &Value) {
+    match v {
+        Value::String(s) => {
+            assert!(
+                !s.chars().any(char::is_control),
+                "raw control character kept: {s:?}"
+            );
+            assert!(s.chars().count() <= 4096, "uncapped text kept");
+        }
+        Value::Array(a) => a.iter().for_each(assert_clean),
+        Value::Object(o) => o.values().for_each(assert_clean),
+        _ => {}
     }
 }
 
@@ -225,6 +243,30 @@ proptest! {
         let cfg = policy();
         prop_assert_eq!(plan_event(bytes.as_bytes(), cfg), plan_event(bytes.as_bytes(), cfg));
     }
+}
+
+/// Every input the fuzzer ever found a defect with stays fixed.
+#[test]
+fn fuzz_regressions_keep_the_envelope() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if let Ok(plan) = plan_event(&bytes, policy()) {
+            assert_envelope(&plan, policy());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1, "no regression inputs in {}", dir.display());
+}
+
+#[test]
+fn a_control_character_in_a_command_id_is_escaped() {
+    let cmd = br#"{"command":"isolate_instance","instance_id":"i-\u007fdef456abc7890123","requested_by":"oncall","reason":"r"}"#;
+    let plan = plan_event(cmd, policy()).unwrap();
+    let kept = serde_json::to_string(&plan.incidents[0].incident).unwrap();
+    assert!(kept.contains(r"i-\\u{7f}def456abc7890123"), "{kept}");
+    assert_envelope(&plan, policy());
 }
 
 #[test]

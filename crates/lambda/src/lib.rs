@@ -201,6 +201,7 @@ fn answer(function: Function, response: &Response) -> Result<Value, Failure> {
         // everything, including what failed; they decide on a retry.
         _ if function == Function::Manual => {
             body["ok"] = json!(failure.is_none());
+            body["needs_a_human"] = json!(response.needs_a_human());
             if let Some(failure) = failure {
                 body["failure"] = json!(failure);
                 body["retryable"] = json!(response.retryable());

@@ -86,6 +86,34 @@ pub fn venv_python() -> PathBuf {
     moto_server().with_file_name("python3")
 }
 
+/// moto's server, one request at a time. Its threaded server checks an S3
+/// `If-None-Match`/`If-Match` condition and then writes, without a lock, so
+/// two concurrent conditional writes could both pass; real S3 decides them
+/// atomically, and the claims and the budget rely on that. A lock around
+/// the WSGI app gives the emulator S3's (and EC2's) atomic semantics; it
+/// keeps HTTP keep-alive and concurrent connections.
+const SERIAL_MOTO: &str = r#"
+import sys, threading
+import moto.server as server
+lock = threading.Lock()
+def serial(app):
+    def call(environ, start_response):
+        with lock:
+            return list(app(environ, start_response))
+    return call
+run = server.run_simple
+server.run_simple = lambda host, port, app, **kw: run(host, port, serial(app), **kw)
+server.main(sys.argv[1:])
+"#;
+
+fn moto_command() -> Vec<std::ffi::OsString> {
+    if let Some(p) = std::env::var_os("FIREBREAK_TEST_MOTO_SERVER") {
+        return vec![p];
+    }
+    let python = moto_server().with_file_name("python3");
+    vec![python.into(), "-c".into(), SERIAL_MOTO.into()]
+}
+
 impl Emulator {
     /// Firebreak's own clients on this emulator (S3 path-style, as for any
     /// endpoint override).
@@ -105,7 +133,7 @@ impl Emulator {
                 .port();
             let mut child = Command::new("timeout")
                 .arg("900")
-                .arg(moto_server())
+                .args(moto_command())
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 // The account of the sample events, so they run unchanged.
                 .env("MOTO_ACCOUNT_ID", ACCOUNT)
@@ -136,8 +164,22 @@ impl Emulator {
 
     /// SDK configuration pointing at this emulator, as account [`ACCOUNT`].
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.loader(&self.url).load().await
+    }
+
+    /// SDK configuration for this emulator's account reached through
+    /// `endpoint` (a proxy in front of it), with Firebreak's call limits.
+    pub async fn sdk_config_through(
+        &self,
+        endpoint: &str,
+        limits: firebreak_aws::clients::Limits,
+    ) -> SdkConfig {
+        limits.apply(self.loader(endpoint)).load().await
+    }
+
+    fn loader(&self, endpoint: &str) -> aws_config::ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.url)
+            .endpoint_url(endpoint)
             .region(Region::new("eu-west-1"))
             .credentials_provider(Credentials::new(
                 "testing",
@@ -146,8 +188,6 @@ impl Emulator {
                 None,
                 "firebreak-tests",
             ))
-            .load()
-            .await
     }
 }
 
@@ -304,20 +344,29 @@ pub async fn deny_entries(
     v
 }
 
-/// The keys of every object in `bucket` under `prefix` (one page: tests
-/// write far fewer than 1000).
+/// The keys of every object in `bucket` under `prefix`, every page.
 pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
-    let r = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .unwrap();
-    r.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let r = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        out.extend(
+            r.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        match r.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return out,
+        }
+    }
 }
 
 /// One object's body.
@@ -467,7 +516,7 @@ pub async fn topics_with_inbox(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Cli
 /// Every notice in the team inbox (SNS envelopes), reading until empty.
 pub async fn notices(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..100 {
         let r = sqs
             .receive_message()
             .queue_url(queue_url)

@@ -1,0 +1,344 @@
+//! Faults between Firebreak and AWS: the real SDK clients (with Firebreak's
+//! own retry and timeout limits) talk to the local emulator through a proxy
+//! that answers 5xx and throttling errors, resets connections, holds calls
+//! until they time out, and lets calls happen but loses their answers.
+//!
+//! What must hold: transient faults are retried (a bounded number of times)
+//! and the incident is contained once; an answer lost after AWS acted does
+//! not make a second snapshot, claim or record; a fault that lasts ends in
+//! an error that names the call, the record says so, and the next delivery
+//! finishes the job.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firebreak_aws::clients::Limits;
+use firebreak_aws::outcome::Status;
+use firebreak_aws::{respond, Clients, Executor, Response};
+use firebreak_core::{plan_event, ActionKind, Config};
+use firebreak_e2e::proxy::{Call, Fault, FaultProxy};
+use firebreak_e2e::support::{self, filter};
+use firebreak_e2e::{outcome_line, Local, ACCOUNT};
+
+/// Short limits, so a held call costs the test two seconds, not ten.
+const LIMITS: Limits = Limits {
+    connect: Duration::from_secs(2),
+    attempt: Duration::from_secs(2),
+    operation: Duration::from_secs(30),
+    attempts: 4,
+};
+
+struct Rig {
+    /// The account, read back straight from the emulator.
+    local: Local,
+    proxy: FaultProxy,
+    /// Firebreak's executor, its calls through the proxy.
+    exec: Executor,
+    cfg: Arc<Config>,
+}
+
+async fn rig() -> Rig {
+    let local = Local::start().await;
+    let proxy = FaultProxy::start(&local.emu.url);
+    let through = local.emu.sdk_config_through(&proxy.url, LIMITS).await;
+    let cfg = local.seeded.config(&[]);
+    let exec = Executor::for_account(Clients::from_config(&through), cfg.clone(), ACCOUNT);
+    Rig {
+        local,
+        proxy,
+        exec,
+        cfg,
+    }
+}
+
+impl Rig {
+    async fn deliver(&self, name: &str) -> Response {
+        let ev = self.local.seeded.event(name);
+        let plans = plan_event(ev.to_string().as_bytes(), &self.cfg).unwrap();
+        respond(&self.exec, &plans).await
+    }
+}
+
+fn op(service: &'static str, op: &'static str) -> impl Fn(&Call) -> bool + Send + Sync {
+    move |c: &Call| c.service == service && c.op == op
+}
+
+/// Every action of the response, as "kind target status: detail".
+fn shown(r: &Response) -> Vec<String> {
+    let actions = r.incidents.iter().flat_map(|i| &i.actions);
+    actions.map(outcome_line).collect()
+}
+
+/// The status of the one action of `kind` in the response.
+fn status_of(r: &Response, kind: ActionKind) -> Status {
+    let found: Vec<Status> = r
+        .incidents
+        .iter()
+        .flat_map(|i| &i.actions)
+        .filter(|a| a.kind == kind)
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(found.len(), 1, "{kind:?} in {:#?}", shown(r));
+    found[0]
+}
+
+/// Each faulted call was tried again, and no call was tried more than the
+/// limit: a run of faulted attempts of one call (service, operation, path)
+/// is followed by the attempt that went through, within `attempts`.
+fn assert_retried_within_limit(seen: &[Call]) {
+    for (i, c) in seen.iter().enumerate() {
+        if c.answered() {
+            continue;
+        }
+        let same = |d: &&Call| d.service == c.service && d.op == c.op && d.path == c.path;
+        let later: Vec<&Call> = seen[i + 1..].iter().filter(same).collect();
+        let until_through = later.iter().position(|d| d.answered());
+        assert!(
+            until_through.is_some(),
+            "{} {} {} ({:?}) was never tried again",
+            c.service,
+            c.op,
+            c.path,
+            c.fault
+        );
+        // This attempt, the faulted ones after it, and the one that passed.
+        let attempts = 1 + until_through.unwrap() + 1;
+        assert!(
+            attempts <= LIMITS.attempts as usize,
+            "{} {}: {attempts} attempts",
+            c.service,
+            c.op
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_on_every_service_are_retried_and_contain_once() {
+    let rig = rig().await;
+    let p = &rig.proxy;
+    // Every kind of fault, on the calls of both playbooks (brute force:
+    // block, isolate, snapshot; leaked key: deactivate), their records and
+    // their notices.
+    p.inject(
+        op("ec2", "CreateNetworkAclEntry"),
+        &[Fault::Throttle, Fault::Reset],
+    );
+    p.inject(op("ec2", "DescribeNetworkAcls"), &[Fault::Unavailable]);
+    p.inject(op("ec2", "DescribeInstances"), &[Fault::Hang]);
+    p.inject(op("ec2", "CreateSnapshot"), &[Fault::LoseAnswer]);
+    p.inject(
+        op("iam", "UpdateAccessKey"),
+        &[Fault::Unavailable, Fault::Throttle, Fault::Reset],
+    );
+    p.inject(
+        |c: &Call| c.op == "PutObject" && c.path.ends_with("/incident.json"),
+        &[Fault::LoseAnswer, Fault::Throttle],
+    );
+    p.inject(
+        |c: &Call| c.op == "PutObject" && c.path.contains("/claims/"),
+        &[Fault::LoseAnswer, Fault::Unavailable],
+    );
+    p.inject(op("sns", "Publish"), &[Fault::Throttle, Fault::Unavailable]);
+    p.inject(
+        |c: &Call| c.op == "GetObject",
+        &[Fault::Delay(Duration::from_millis(300)), Fault::Reset],
+    );
+
+    let brute = rig.deliver("guardduty-ssh-brute-force.json").await;
+    let leaked = rig.deliver("guardduty-leaked-key.json").await;
+    for r in [&brute, &leaked] {
+        assert_eq!(r.failure(), None, "{:#?}", shown(r));
+    }
+    for kind in [
+        ActionKind::BlockIp,
+        ActionKind::IsolateInstance,
+        ActionKind::SnapshotVolumes,
+        ActionKind::RecordIncident,
+        ActionKind::NotifyTeam,
+    ] {
+        assert_eq!(status_of(&brute, kind), Status::Done, "{kind:?}");
+    }
+    for kind in [
+        ActionKind::DeactivateAccessKey,
+        ActionKind::RecordIncident,
+        ActionKind::NotifyTeam,
+    ] {
+        assert_eq!(status_of(&leaked, kind), Status::Done, "{kind:?}");
+    }
+
+    // Every fault was met, and each faulted call was retried within the limit.
+    let seen = p.seen();
+    for f in [
+        Fault::Throttle,
+        Fault::Unavailable,
+        Fault::Reset,
+        Fault::Hang,
+        Fault::LoseAnswer,
+    ] {
+        assert!(
+            seen.iter().any(|c| c.fault == Some(f)),
+            "{f:?} never injected"
+        );
+    }
+    assert_retried_within_limit(&seen);
+
+    // Contained once: one deny entry, one snapshot per volume (CreateSnapshot
+    // lost its answer: the retry found the snapshot instead of making a
+    // second), the key inactive, one record and one notice per incident.
+    let denies = rig.local.denies().await;
+    assert_eq!(denies.len(), 1, "{denies:?}");
+    let brute_id = &brute.incidents[0].id;
+    let volumes = rig.local.volumes().await;
+    assert_eq!(
+        support::snapshot_count(
+            &rig.local.clients.ec2,
+            filter("tag:firebreak:incident", brute_id)
+        )
+        .await,
+        volumes
+    );
+    assert_eq!(
+        seen.iter().filter(|c| c.op == "CreateSnapshot").count(),
+        volumes,
+        "the lost answer's snapshot was found, not made again"
+    );
+    assert_eq!(
+        rig.local.key_state().await,
+        Some(aws_sdk_iam::types::StatusType::Inactive)
+    );
+    let records: Vec<String> = rig
+        .local
+        .keys("incidents/")
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with("/incident.json"))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let notices = rig.local.notices().await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices.values().all(|n| n.len() == 1), "{notices:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lasting_fault_is_bounded_named_recorded_and_finished_by_the_next_delivery() {
+    let rig = rig().await;
+    rig.proxy
+        .always(op("ec2", "CreateNetworkAclEntry"), Fault::Unavailable);
+
+    let r = rig.deliver("guardduty-ssh-brute-force.json").await;
+    // The other actions are done; the block failed, saying which call.
+    assert_eq!(status_of(&r, ActionKind::IsolateInstance), Status::Done);
+    assert_eq!(status_of(&r, ActionKind::SnapshotVolumes), Status::Done);
+    assert_eq!(status_of(&r, ActionKind::BlockIp), Status::Failed);
+    let block = r.incidents[0]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::BlockIp)
+        .unwrap();
+    let err = block.error.as_ref().unwrap();
+    assert_eq!(err.operation, "CreateNetworkAclEntry");
+    assert_eq!(err.code.as_deref(), Some("Unavailable"));
+    assert!(err.retryable);
+    let failure = r.failure().unwrap();
+    assert!(
+        failure.contains("block_ip") && failure.contains("Unavailable"),
+        "{failure}"
+    );
+    assert!(r.retryable(), "the delivery is to be retried");
+    // Bounded: exactly the configured attempts, then it gave up.
+    let tries = rig
+        .proxy
+        .seen()
+        .iter()
+        .filter(|c| c.op == "CreateNetworkAclEntry")
+        .count();
+    assert_eq!(tries, LIMITS.attempts as usize);
+    assert!(rig.local.denies().await.is_empty());
+
+    // The record says so: the failed attempt is kept, and the claim was
+    // let go with how it ended (a retry need not wait for its expiry).
+    let keys = rig.local.keys("incidents/").await;
+    let attempt = keys
+        .iter()
+        .find(|k| k.contains("/actions/block_ip-") && k.contains(".failed-"))
+        .unwrap_or_else(|| panic!("no failed attempt recorded: {keys:#?}"));
+    let recorded = rig.local.object(attempt).await;
+    assert_eq!(recorded["status"], "failed");
+    assert_eq!(recorded["error"]["operation"], "CreateNetworkAclEntry");
+    assert_eq!(recorded["error"]["code"], "Unavailable");
+    let claim = keys
+        .iter()
+        .find(|k| k.contains("/claims/block_ip-"))
+        .unwrap();
+    assert_eq!(rig.local.object(claim).await["ended"]["status"], "failed");
+    // And the team was told it failed.
+    let notices = rig.local.notices().await;
+    let text = notices.values().next().unwrap()[0]["Message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("CreateNetworkAclEntry") || text.contains("Unavailable"),
+        "{text}"
+    );
+
+    // The fault passes; the redelivery blocks, once, and does not redo the rest.
+    rig.proxy.heal();
+    rig.proxy.clear_seen();
+    let again = rig.deliver("guardduty-ssh-brute-force.json").await;
+    assert_eq!(again.failure(), None, "{:#?}", shown(&again));
+    assert_eq!(status_of(&again, ActionKind::BlockIp), Status::Done);
+    assert_eq!(rig.local.denies().await.len(), 1);
+    let seen = rig.proxy.seen();
+    for done_before in ["CreateSnapshot", "ModifyNetworkInterfaceAttribute"] {
+        assert!(
+            !seen.iter().any(|c| c.op == done_before),
+            "{done_before} done again"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_records_bucket_down_nothing_is_changed_and_the_next_delivery_does_it_all() {
+    let rig = rig().await;
+    rig.proxy
+        .always(|c: &Call| c.service == "s3", Fault::Unavailable);
+
+    let r = rig.deliver("guardduty-leaked-key.json").await;
+    // Without a claim nothing is done: exactly-once cannot be promised.
+    assert_eq!(
+        status_of(&r, ActionKind::DeactivateAccessKey),
+        Status::Failed
+    );
+    assert_eq!(status_of(&r, ActionKind::RecordIncident), Status::Failed);
+    let failure = r.failure().unwrap();
+    assert!(failure.contains("deactivate_access_key"), "{failure}");
+    assert!(r.retryable(), "the delivery is to be retried, not lost");
+    assert_eq!(
+        rig.local.key_state().await,
+        Some(aws_sdk_iam::types::StatusType::Active)
+    );
+
+    rig.proxy.heal();
+    let again = rig.deliver("guardduty-leaked-key.json").await;
+    assert_eq!(again.failure(), None, "{:#?}", shown(&again));
+    assert_eq!(
+        status_of(&again, ActionKind::DeactivateAccessKey),
+        Status::Done
+    );
+    assert_eq!(status_of(&again, ActionKind::RecordIncident), Status::Done);
+    assert_eq!(
+        rig.local.key_state().await,
+        Some(aws_sdk_iam::types::StatusType::Inactive)
+    );
+    let records = rig.local.keys("incidents/").await;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|k| k.ends_with("/incident.json"))
+            .count(),
+        1
+    );
+}
