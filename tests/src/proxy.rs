@@ -53,6 +53,8 @@ pub struct Call {
     pub path: String,
     /// What the proxy did to it (`None`: forwarded as it was).
     pub fault: Option<Fault>,
+    /// When it arrived, since the proxy started.
+    pub at: Duration,
 }
 
 impl Call {
@@ -71,8 +73,8 @@ struct Rule {
     always: Option<Fault>,
 }
 
-#[derive(Default)]
 struct State {
+    started: Instant,
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<Call>>,
     delay_all: Mutex<Option<Duration>>,
@@ -127,7 +129,12 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            started: Instant::now(),
+            rules: Mutex::default(),
+            seen: Mutex::default(),
+            delay_all: Mutex::default(),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -239,6 +246,7 @@ impl Request {
             op,
             path: path.to_string(),
             fault: None,
+            at: Duration::ZERO,
         }
     }
 
@@ -403,6 +411,7 @@ fn serve(client: TcpStream, upstream: &str, state: &State, stop: &AtomicBool) {
             return;
         };
         let mut call = req.call();
+        call.at = state.started.elapsed();
         let fault = state.fault_for(&call);
         call.fault = fault;
         state.seen.lock().unwrap().push(call.clone());

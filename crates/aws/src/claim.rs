@@ -513,6 +513,27 @@ pub async fn spend(
     let key = budget_key(account, kind, start);
     // Every lost race means another writer counted one: with N concurrent
     // writers the last one wins within N rounds.
+    let counter = |count: u32, actions: Vec<String>| BudgetCounter {
+        account: account.to_string(),
+        kind,
+        window_start: start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        window_minutes,
+        limit,
+        count,
+        actions,
+    };
+    // The first action of its kind in a window (the usual case) creates the
+    // counter without reading it first: one round trip, not two.
+    if limit > 0 {
+        let first = counter(1, vec![action.to_string()]);
+        if store
+            .put_cond(&key, &first, Some(Cond::New))
+            .await?
+            .is_some()
+        {
+            return Ok(Spent::Within(1));
+        }
+    }
     for round in 0..64u64 {
         let current = store.get_tagged::<BudgetCounter>(&key).await?;
         let (count, mut actions) = match &current {
@@ -526,15 +547,7 @@ pub async fn spend(
             return Ok(Spent::Over(count));
         }
         actions.push(action.to_string());
-        let body = BudgetCounter {
-            account: account.to_string(),
-            kind,
-            window_start: start.to_rfc3339_opts(SecondsFormat::Secs, true),
-            window_minutes,
-            limit,
-            count: count + 1,
-            actions,
-        };
+        let body = counter(count + 1, actions);
         let cond = match &current {
             Some((_, etag)) => Cond::Match(etag),
             None => Cond::New,

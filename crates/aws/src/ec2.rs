@@ -9,7 +9,9 @@
 //! full, the oldest Firebreak entry (by its block marker in S3) is evicted.
 //! Entries outside the range are never touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::future::join_all;
 
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, InstanceAttributeName, IpPermission, IpRange, Ipv6Range,
@@ -19,6 +21,7 @@ use ipnet::IpNet;
 use serde_json::json;
 
 use crate::error::AwsError;
+use crate::gate::Gate;
 use crate::outcome::Step;
 
 /// AWS's default limit of entries per NACL direction, the default rule included.
@@ -437,25 +440,58 @@ async fn describe_instance(
     })
 }
 
-/// The group named `name` in `vpc`, created (once per VPC) if missing. A
-/// concurrent creator is handled by reading again on `InvalidGroup.Duplicate`.
+/// Firebreak's groups in every VPC, read at once: (VPC, name) → id.
+async fn managed_groups(
+    ec2: &aws_sdk_ec2::Client,
+) -> Result<BTreeMap<(String, String), String>, AwsError> {
+    let found = ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values(ISOLATION_GROUP)
+                .values(UNTRACK_GROUP)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+    Ok(found
+        .security_groups()
+        .iter()
+        .filter_map(|g| {
+            let key = (g.vpc_id()?.to_string(), g.group_name()?.to_string());
+            Some((key, g.group_id()?.to_string()))
+        })
+        .collect())
+}
+
+/// The group named `name` in `vpc`: `known` if it was read already, else
+/// created (once per VPC). A concurrent creator is handled by reading again
+/// on `InvalidGroup.Duplicate`. Returns the calls it made.
 async fn managed_group(
     ec2: &aws_sdk_ec2::Client,
     vpc: &str,
     name: &str,
-    calls: &mut Vec<String>,
-) -> Result<String, AwsError> {
-    for _ in 0..2 {
-        let found = ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(vpc).build())
-            .filters(Filter::builder().name("group-name").values(name).build())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-        calls.push("DescribeSecurityGroups".into());
-        if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
-            return Ok(id.to_string());
+    known: Option<&String>,
+) -> Result<(String, Vec<String>), AwsError> {
+    if let Some(id) = known {
+        return Ok((id.clone(), Vec::new()));
+    }
+    let mut calls = Vec::new();
+    for round in 0..2 {
+        if round > 0 {
+            let found = ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                .filters(Filter::builder().name("group-name").values(name).build())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+            calls.push("DescribeSecurityGroups".into());
+            if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
+                return Ok((id.to_string(), calls));
+            }
         }
         let description = if name == ISOLATION_GROUP {
             "Firebreak isolation: no traffic in or out"
@@ -503,7 +539,8 @@ async fn managed_group(
                 .map_err(|e| AwsError::from_sdk("RevokeSecurityGroupEgress", e))?;
             calls.push("RevokeSecurityGroupEgress".into());
         } else {
-            ec2.authorize_security_group_ingress()
+            let ingress = ec2
+                .authorize_security_group_ingress()
                 .group_id(&id)
                 .ip_permissions(
                     IpPermission::builder()
@@ -512,10 +549,9 @@ async fn managed_group(
                         .ipv6_ranges(all_v6.clone())
                         .build(),
                 )
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupIngress", e))?;
-            ec2.authorize_security_group_egress()
+                .send();
+            let egress = ec2
+                .authorize_security_group_egress()
                 .group_id(&id)
                 .ip_permissions(
                     IpPermission::builder()
@@ -523,13 +559,14 @@ async fn managed_group(
                         .ipv6_ranges(all_v6)
                         .build(),
                 )
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupEgress", e))?;
+                .send();
+            let (i, e) = tokio::join!(ingress, egress);
+            i.map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupIngress", e))?;
+            e.map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupEgress", e))?;
             calls.push("AuthorizeSecurityGroupIngress".into());
             calls.push("AuthorizeSecurityGroupEgress".into());
         }
-        return Ok(id);
+        return Ok((id, calls));
     }
     Err(AwsError::local(
         "CreateSecurityGroup",
@@ -624,22 +661,38 @@ async fn set_termination_protection(
 /// tags the instance with the incident and turns on termination protection
 /// (so the evidence is not thrown away). An instance that now carries the
 /// protected tag is refused, whatever the signal said.
+///
+/// Round trips: the four reads go out at once (and alongside the claim);
+/// after the gate, the groups (only the first time in a VPC), the tag and
+/// termination protection at once, then the two moves of each ENI (all ENIs
+/// at once).
 pub async fn isolate_instance(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
     incident_id: &str,
     protected_tag: &str,
+    gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
-    let live = describe_instance(ec2, instance_id).await?;
-    let mut calls = vec!["DescribeInstances".to_string()];
+    let (live, enis, protected_before, groups) = tokio::try_join!(
+        describe_instance(ec2, instance_id),
+        enis_of(ec2, instance_id),
+        termination_protection(ec2, instance_id),
+        managed_groups(ec2),
+    )?;
+    let mut calls: Vec<String> = [
+        "DescribeInstances",
+        "DescribeNetworkInterfaces",
+        "DescribeInstanceAttribute",
+        "DescribeSecurityGroups",
+    ]
+    .map(String::from)
+    .to_vec();
     if live.tags.iter().any(|(k, _)| k == protected_tag) {
         return Ok(Step::refused(
             format!("instance {instance_id} carries the protected tag `{protected_tag}`"),
             calls,
         ));
     }
-    let enis = enis_of(ec2, instance_id).await?;
-    calls.push("DescribeNetworkInterfaces".into());
     if enis.is_empty() {
         return Err(AwsError::local(
             "DescribeNetworkInterfaces",
@@ -647,44 +700,65 @@ pub async fn isolate_instance(
             format!("instance {instance_id} has no network interface to isolate"),
         ));
     }
-    let protected_before = termination_protection(ec2, instance_id).await?;
-    calls.push("DescribeInstanceAttribute".into());
-    let mut already = protected_before;
-    let mut recorded = Vec::new();
-    for eni in &enis {
-        let isolation = managed_group(ec2, &eni.vpc, ISOLATION_GROUP, &mut calls).await?;
-        // Ours once it holds the isolation group. (In AWS the ENI then holds
-        // nothing else; moto reports the instance's groups alongside.)
-        if eni.groups.contains(&isolation) {
-            recorded.push(json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "isolation_group": isolation, "already_isolated": true }));
-            continue;
-        }
-        already = false;
-        let untrack = managed_group(ec2, &eni.vpc, UNTRACK_GROUP, &mut calls).await?;
-        set_groups(ec2, &eni.id, std::slice::from_ref(&untrack)).await?;
-        set_groups(ec2, &eni.id, std::slice::from_ref(&isolation)).await?;
-        calls.push("ModifyNetworkInterfaceAttribute".into());
-        calls.push("ModifyNetworkInterfaceAttribute".into());
-        recorded.push(json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "groups": eni.groups, "isolation_group": isolation }));
-    }
+    let known = |vpc: &str, name: &str| groups.get(&(vpc.to_string(), name.to_string()));
+    // Ours once it holds the isolation group. (In AWS the ENI then holds
+    // nothing else; moto reports the instance's groups alongside.)
+    let isolated =
+        |e: &LiveEni| known(&e.vpc, ISOLATION_GROUP).is_some_and(|g| e.groups.contains(g));
+    let to_move: Vec<&LiveEni> = enis.iter().filter(|e| !isolated(e)).collect();
     let tagged = live
         .tags
         .iter()
         .any(|(k, v)| k == INCIDENT_TAG && v == incident_id);
-    if !tagged {
-        already = false;
+    let already = to_move.is_empty() && tagged && protected_before;
+    if !already {
+        gate.pass().await?;
+    }
+    let tagging = async {
+        if tagged {
+            return Ok(Vec::new());
+        }
         ec2.create_tags()
             .resources(instance_id)
             .tags(tag(INCIDENT_TAG, incident_id))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
-        calls.push("CreateTags".into());
-    }
-    if !protected_before {
+        Ok(vec!["CreateTags".to_string()])
+    };
+    let protecting = async {
+        if protected_before {
+            return Ok(Vec::new());
+        }
         set_termination_protection(ec2, instance_id, true).await?;
-        calls.push("ModifyInstanceAttribute".into());
+        Ok(vec!["ModifyInstanceAttribute".to_string()])
+    };
+    let moving = join_all(to_move.iter().map(|eni| async {
+        let ((isolation, mut made), (untrack, more)) = tokio::try_join!(
+            managed_group(ec2, &eni.vpc, ISOLATION_GROUP, known(&eni.vpc, ISOLATION_GROUP)),
+            managed_group(ec2, &eni.vpc, UNTRACK_GROUP, known(&eni.vpc, UNTRACK_GROUP)),
+        )?;
+        made.extend(more);
+        set_groups(ec2, &eni.id, std::slice::from_ref(&untrack)).await?;
+        set_groups(ec2, &eni.id, std::slice::from_ref(&isolation)).await?;
+        made.push("ModifyNetworkInterfaceAttribute".into());
+        made.push("ModifyNetworkInterfaceAttribute".into());
+        let rec = json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "groups": eni.groups, "isolation_group": isolation });
+        Ok::<_, AwsError>((rec, made))
+    }));
+    let (tag_calls, protect_calls, moved) = tokio::join!(tagging, protecting, moving);
+    let mut recorded = Vec::new();
+    for eni in enis.iter().filter(|e| isolated(e)) {
+        let isolation = known(&eni.vpc, ISOLATION_GROUP);
+        recorded.push(json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "isolation_group": isolation, "already_isolated": true }));
     }
+    for m in moved {
+        let (rec, made) = m?;
+        recorded.push(rec);
+        calls.extend(made);
+    }
+    calls.extend(tag_calls?);
+    calls.extend(protect_calls?);
     let detail = if already {
         format!("instance {instance_id} was already isolated")
     } else {
@@ -796,8 +870,8 @@ async fn create_snapshot(
     instance_id: &str,
     vol: &str,
     incident_id: &str,
-    calls: &mut Vec<String>,
-) -> Result<Option<String>, AwsError> {
+) -> Result<(Option<String>, Vec<String>), AwsError> {
+    let mut calls = Vec::new();
     let once = aws_sdk_ec2::config::Builder::default()
         .retry_config(aws_config::retry::RetryConfig::disabled());
     let mut pause = std::time::Duration::from_millis(200);
@@ -814,7 +888,7 @@ async fn create_snapshot(
             .send()
             .await;
         let err = match sent {
-            Ok(snap) => return Ok(snap.snapshot_id),
+            Ok(snap) => return Ok((snap.snapshot_id, calls)),
             Err(e) => AwsError::from_sdk("CreateSnapshot", e),
         };
         if !err.retryable || attempt >= SNAPSHOT_ATTEMPTS {
@@ -827,48 +901,69 @@ async fn create_snapshot(
         let found = incident_snapshots(ec2, incident_id, Some(vol)).await?;
         if let Some(s) = found.first() {
             // The lost answer's snapshot: it is the one we asked for.
-            return Ok(s.snapshot_id.clone());
+            return Ok((s.snapshot_id.clone(), calls));
         }
     }
 }
 
 /// A snapshot of every EBS volume attached to the instance, tagged with the
 /// incident. Volumes that already have this incident's snapshot are skipped.
+/// The two reads go out at once, then every snapshot at once.
 pub async fn snapshot_volumes(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
     incident_id: &str,
+    gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
-    let volumes = ec2
-        .describe_volumes()
-        .filters(attached_to(instance_id))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeVolumes", e))?;
-    let existing = incident_snapshots(ec2, incident_id, None).await?;
+    let volumes = async {
+        ec2.describe_volumes()
+            .filters(attached_to(instance_id))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeVolumes", e))
+    };
+    let (volumes, existing) =
+        tokio::try_join!(volumes, incident_snapshots(ec2, incident_id, None))?;
     let mut calls = vec![
         "DescribeVolumes".to_string(),
         "DescribeSnapshots".to_string(),
     ];
-    let mut snapshots = Vec::new();
-    let mut created = 0;
-    for v in volumes.volumes() {
-        let Some(vol) = v.volume_id() else { continue };
-        if let Some(s) = existing.iter().find(|s| s.volume_id() == Some(vol)) {
-            snapshots
-                .push(json!({ "volume_id": vol, "snapshot_id": s.snapshot_id(), "existed": true }));
-            continue;
-        }
-        let id = create_snapshot(ec2, instance_id, vol, incident_id, &mut calls).await?;
-        created += 1;
-        snapshots.push(json!({ "volume_id": vol, "snapshot_id": id, "existed": false }));
-    }
-    if snapshots.is_empty() {
+    let vols: Vec<&str> = volumes
+        .volumes()
+        .iter()
+        .filter_map(|v| v.volume_id())
+        .collect();
+    if vols.is_empty() {
         return Ok(Step::refused(
             format!("instance {instance_id} has no EBS volume attached"),
             calls,
         ));
     }
+    let had = |vol: &str| existing.iter().find(|s| s.volume_id() == Some(vol));
+    let to_make: Vec<&str> = vols.iter().copied().filter(|v| had(v).is_none()).collect();
+    if !to_make.is_empty() {
+        gate.pass().await?;
+    }
+    let made = join_all(
+        to_make
+            .iter()
+            .map(|vol| create_snapshot(ec2, instance_id, vol, incident_id)),
+    )
+    .await;
+    let mut new_ids = BTreeMap::new();
+    for (vol, m) in to_make.iter().zip(made) {
+        let (id, more) = m?;
+        calls.extend(more);
+        new_ids.insert(*vol, id);
+    }
+    let snapshots: Vec<serde_json::Value> = vols
+        .iter()
+        .map(|vol| match had(vol) {
+            Some(s) => json!({ "volume_id": vol, "snapshot_id": s.snapshot_id(), "existed": true }),
+            None => json!({ "volume_id": vol, "snapshot_id": new_ids.get(vol), "existed": false }),
+        })
+        .collect();
+    let created = to_make.len();
     Ok(Step::new(
         created == 0,
         format!(

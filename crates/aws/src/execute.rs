@@ -11,7 +11,7 @@ use chrono::{SecondsFormat, TimeDelta, Utc};
 use firebreak_core::incident::short_digest;
 use firebreak_core::policy::{check_block, plan_found_blocks, TrafficDirection};
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
-use futures_util::future::{join, join_all};
+use futures_util::future::{join, join_all, FutureExt};
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -20,6 +20,7 @@ use tracing::{info, instrument, warn};
 use crate::claim::{self, Claim, Claims, Held, Lock, NaclGuard, Spent};
 use crate::clients::Clients;
 use crate::error::AwsError;
+use crate::gate::Gate;
 use crate::logs::Polling;
 use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
 use crate::record::{BlockMarker, RecordStore, Written};
@@ -245,6 +246,15 @@ fn notice_fingerprint(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> Str
     short_digest(&parts.join("\n"))
 }
 
+/// What an action's claim and budget decided.
+#[derive(Debug, Clone)]
+enum Decided {
+    /// This delivery carries it out, under this claim.
+    Go(Held),
+    /// Not this delivery: what it reports instead.
+    Stop(Vec<Ran>),
+}
+
 /// An outcome and whether it is already in the records bucket.
 #[derive(Debug, Clone)]
 struct Ran {
@@ -328,37 +338,44 @@ impl Executor {
         plan: &PlannedIncident,
         index: usize,
         a: &Action,
+        gate: &Gate<'_>,
     ) -> Vec<ActionOutcome> {
         let i = &plan.incident;
         let result: Result<Step, AwsError> = match a.kind {
             ActionKind::DeactivateAccessKey => {
                 match param(a, "user name", a.params.user_name.as_deref()) {
                     Ok(user) => {
-                        iam::deactivate_access_key(&self.clients.iam, user, &a.target).await
+                        iam::deactivate_access_key(&self.clients.iam, user, &a.target, gate).await
                     }
                     Err(e) => Err(e),
                 }
             }
             ActionKind::RevokeRoleSessions => {
-                iam::revoke_role_sessions(&self.clients.iam, &a.target, &i.id, Utc::now()).await
+                let now = Utc::now();
+                iam::revoke_role_sessions(&self.clients.iam, &a.target, &i.id, now, gate).await
             }
-            ActionKind::BlockIp => self.block(plan, a, plan.dry_run).await,
+            ActionKind::BlockIp => self.block(plan, a, plan.dry_run, gate).await,
             ActionKind::IsolateInstance => {
-                ec2::isolate_instance(&self.clients.ec2, &a.target, &i.id, &self.cfg.protected_tag)
-                    .await
+                let tag = &self.cfg.protected_tag;
+                ec2::isolate_instance(&self.clients.ec2, &a.target, &i.id, tag, gate).await
             }
             ActionKind::SnapshotVolumes => {
-                ec2::snapshot_volumes(&self.clients.ec2, &a.target, &i.id).await
+                ec2::snapshot_volumes(&self.clients.ec2, &a.target, &i.id, gate).await
             }
             ActionKind::IncreaseMonitoring => {
                 let days = a
                     .params
                     .retention_days
                     .unwrap_or(self.cfg.log_retention_days);
-                logs::increase_retention(&self.clients.logs, &a.target, days).await
+                logs::increase_retention(&self.clients.logs, &a.target, days, gate).await
             }
-            ActionKind::QueryOffendingIps => return self.query_and_block(plan, index, a).await,
-            ActionKind::Release => self.release(a).await,
+            ActionKind::QueryOffendingIps => {
+                return self.query_and_block(plan, index, a, gate).await
+            }
+            ActionKind::Release => match gate.pass().await {
+                Ok(()) => self.release(a).await,
+                Err(e) => Err(e),
+            },
             ActionKind::RecordIncident
             | ActionKind::NotifyTeam
             | ActionKind::NotifyStakeholders => Err(AwsError::local(
@@ -388,6 +405,7 @@ impl Executor {
         plan: &PlannedIncident,
         index: usize,
         a: &Action,
+        gate: &Gate<'_>,
     ) -> Vec<ActionOutcome> {
         let (Some(window), Some(query)) = (&a.params.window, &a.params.query) else {
             return vec![from_result(
@@ -413,6 +431,9 @@ impl Executor {
             Ok(f) => f,
             Err(e) => return vec![from_result(index, a, Err(e))],
         };
+        if let Err(e) = gate.pass().await {
+            return vec![from_result(index, a, Err(e))];
+        }
         let ips: Vec<IpAddr> = offenders.iter().map(|o| o.ip).collect();
         let blocks = plan_found_blocks(plan, &ips, &self.cfg);
         let mut derived = Vec::new();
@@ -420,12 +441,12 @@ impl Executor {
             let o = if b.status == PlanStatus::Skipped {
                 outcome(index, b, Status::Skipped, b.reason.clone())
             } else if plan.dry_run {
-                from_result(index, b, self.block(plan, b, true).await)
+                from_result(index, b, self.block(plan, b, true, gate).await)
             } else {
                 match self.budget(plan, ActionKind::BlockIp, &b.target).await {
                     Ok(Some(why)) => outcome(index, b, Status::Held, why),
                     Err(e) => failed(index, b, &e),
-                    Ok(None) => from_result(index, b, self.block(plan, b, false).await),
+                    Ok(None) => from_result(index, b, self.block(plan, b, false, gate).await),
                 }
             };
             derived.push(o);
@@ -475,6 +496,7 @@ impl Executor {
         plan: &PlannedIncident,
         a: &Action,
         dry_run: bool,
+        gate: &Gate<'_>,
     ) -> Result<Step, AwsError> {
         let cidr: IpNet = a.target.parse().map_err(|_| {
             AwsError::local(
@@ -498,6 +520,7 @@ impl Executor {
                 vec!["DescribeNetworkAcls".into()],
             ));
         }
+        gate.pass().await?;
         let spec = ec2::BlockSpec {
             egress,
             range: self.cfg.nacl_rule_range,
@@ -843,55 +866,73 @@ impl Executor {
                 .as_ref()
                 .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
         });
-        for (index, a) in plan.actions.iter().enumerate() {
+        // What is not in the bucket yet (the final outcomes that end the
+        // claims, refusals, failures) is written while the team is told.
+        let pending: Vec<ActionOutcome> = outcomes
+            .iter_mut()
+            .flatten()
+            .filter(|r| !r.stored)
+            .map(|r| {
+                r.stored = true;
+                r.outcome.clone()
+            })
+            .collect();
+        // Team and stakeholders are told at once.
+        let (so_far, claims, prefix) = (&so_far, claims.as_ref(), prefix.as_str());
+        let (fingerprint, record_uri) = (&fingerprint, record_uri.as_deref());
+        let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
             let topic = match a.kind {
                 ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
                 ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
-                _ => continue,
+                _ => return None,
             };
-            let r = match topic {
-                None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
-                    index,
-                    a,
-                    Status::Skipped,
-                    "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
-                )),
-                None => Ran::new(outcome(
-                    index,
-                    a,
-                    Status::Failed,
-                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                )),
-                Some(_) if waiting => Ran::new(outcome(
-                    index,
-                    a,
-                    Status::Skipped,
-                    "another delivery holds a claim on this incident; it notifies",
-                )),
-                Some(arn) => {
-                    let name = format!("{}-{fingerprint}", a.kind.as_str());
-                    let send = async || {
-                        notify::publish(
-                            &self.clients.sns,
-                            arn,
-                            plan,
-                            &so_far,
-                            record_uri.as_deref(),
-                        )
-                        .await
-                        .map(|id| {
-                            Step::new(
-                                false,
-                                format!("published message {id}"),
-                                Value::Null,
-                                vec!["Publish".into()],
-                            )
-                        })
-                    };
-                    self.once(claims.as_ref(), &prefix, &name, index, a, send, "sent")
-                        .await
+            Some(async move {
+                let r = match topic {
+                    None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
+                        index,
+                        a,
+                        Status::Skipped,
+                        "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
+                    )),
+                    None => Ran::new(outcome(
+                        index,
+                        a,
+                        Status::Failed,
+                        "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                    )),
+                    Some(_) if waiting => Ran::new(outcome(
+                        index,
+                        a,
+                        Status::Skipped,
+                        "another delivery holds a claim on this incident; it notifies",
+                    )),
+                    Some(arn) => {
+                        let name = format!("{}-{fingerprint}", a.kind.as_str());
+                        let send = async || {
+                            notify::publish(&self.clients.sns, arn, plan, so_far, record_uri)
+                                .await
+                                .map(|id| {
+                                    Step::new(
+                                        false,
+                                        format!("published message {id}"),
+                                        Value::Null,
+                                        vec!["Publish".into()],
+                                    )
+                                })
+                        };
+                        self.once(claims, prefix, &name, index, a, send, "sent")
+                            .await
+                    }
+                };
+                if !r.stored {
+                    self.keep(prefix, std::slice::from_ref(&r.outcome), &i.id)
+                        .await;
                 }
-            };
+                (index, Ran::stored(r.outcome))
+            })
+        });
+        let (told, ()) = join(join_all(notices), self.keep(prefix, &pending, &i.id)).await;
+        for (index, r) in told {
             outcomes[index] = Some(r);
         }
 
@@ -911,27 +952,34 @@ impl Executor {
             }
             actions.push(r.outcome);
         }
-        if let Some(store) = &self.records {
-            // Skipped, held and failed attempts, kept once each for the
-            // audit trail (the final outcomes were written as they finished).
-            let keys: Vec<String> = unstored
-                .iter()
-                .map(|o| RecordStore::outcome_key(&prefix, o))
-                .collect();
-            let writes = unstored.iter().zip(&keys).map(|(o, k)| store.put_new(k, o));
-            for (o, w) in unstored.iter().zip(join_all(writes).await) {
-                if let Err(e) = w {
-                    warn!(incident_id = %i.id, action = o.kind.as_str(), code = e.code.as_deref().unwrap_or("-"), "outcome not recorded");
-                }
-            }
-        }
+        self.keep(prefix, &unstored, &i.id).await;
         actions.extend(extra);
         IncidentReport {
             id: i.id.clone(),
             severity: i.severity,
             incident_type: i.incident_type.clone(),
-            record: record_uri,
+            record: record_uri.map(str::to_string),
             actions,
+        }
+    }
+
+    /// Writes outcomes not yet in the records bucket, at once: final ones
+    /// under `actions/<name>.json`, skipped, held and failed attempts beside
+    /// them, each once, for the audit trail. A failed write is logged; the
+    /// report still carries the outcome.
+    async fn keep(&self, prefix: &str, outcomes: &[ActionOutcome], incident_id: &str) {
+        let Some(store) = &self.records else {
+            return;
+        };
+        let keys: Vec<String> = outcomes
+            .iter()
+            .map(|o| RecordStore::outcome_key(prefix, o))
+            .collect();
+        let writes = outcomes.iter().zip(&keys).map(|(o, k)| store.put_new(k, o));
+        for (o, w) in outcomes.iter().zip(join_all(writes).await) {
+            if let Err(e) = w {
+                warn!(incident_id = %incident_id, action = o.kind.as_str(), code = e.code.as_deref().unwrap_or("-"), "outcome not recorded");
+            }
         }
     }
 
@@ -948,49 +996,70 @@ impl Executor {
             // No records bucket: nothing to claim in (a local `respond`
             // without one); the actions are idempotent by themselves.
             return self
-                .contain(plan, index, a)
+                .contain(plan, index, a, &Gate::open())
                 .await
                 .into_iter()
                 .map(Ran::new)
                 .collect();
         };
         let name = RecordStore::action_name(a.kind, &a.target);
-        let held = match claims.acquire(prefix, &name).await {
-            Err(e) => return vec![Ran::new(failed(index, a, &e))],
-            Ok(Claim::Finished(prev)) => return vec![Ran::stored(earlier(*prev, "done"))],
-            Ok(Claim::EndedMeanwhile(prev)) => return vec![Ran::stored(concurrent_end(*prev))],
-            Ok(Claim::Busy(until)) => {
-                return vec![Ran::new(failed(index, a, &claim_held(a, &until)))]
-            }
-            Ok(Claim::Mine(held)) => held,
-        };
-        match self.budget(plan, a.kind, &a.target).await {
-            Ok(None) => {}
-            Ok(Some(why)) => {
-                warn!(incident_id = %plan.incident.id, action = a.kind.as_str(), target = %a.target, "held: blast-radius budget spent");
-                let o = outcome(index, a, Status::Held, why);
-                let stored = let_go(store, claims, &held, prefix, &o).await;
-                return vec![Ran { outcome: o, stored }];
-            }
-            Err(e) => {
-                let o = failed(index, a, &e);
-                let stored = let_go(store, claims, &held, prefix, &o).await;
-                return vec![Ran { outcome: o, stored }];
-            }
+        // The claim and the budget are decided together (the budget counts
+        // an action once, whoever spends for it), while the action reads
+        // what it needs; only its first change waits for them.
+        let decision = async {
+            let (claim, budget) = join(
+                claims.acquire(prefix, &name),
+                self.budget(plan, a.kind, &a.target),
+            )
+            .await;
+            let held = match claim {
+                Err(e) => return Decided::Stop(vec![Ran::new(failed(index, a, &e))]),
+                Ok(Claim::Finished(prev)) => {
+                    return Decided::Stop(vec![Ran::stored(earlier(*prev, "done"))])
+                }
+                Ok(Claim::EndedMeanwhile(prev)) => {
+                    return Decided::Stop(vec![Ran::stored(concurrent_end(*prev))])
+                }
+                Ok(Claim::Busy(until)) => {
+                    return Decided::Stop(vec![Ran::new(failed(index, a, &claim_held(a, &until)))])
+                }
+                Ok(Claim::Mine(held)) => held,
+            };
+            let o = match budget {
+                Ok(None) => return Decided::Go(held),
+                Ok(Some(why)) => {
+                    warn!(incident_id = %plan.incident.id, action = a.kind.as_str(), target = %a.target, "held: blast-radius budget spent");
+                    outcome(index, a, Status::Held, why)
+                }
+                Err(e) => failed(index, a, &e),
+            };
+            let stored = let_go(store, claims, &held, prefix, &o).await;
+            Decided::Stop(vec![Ran { outcome: o, stored }])
         }
-        let mut out: Vec<Ran> = self
-            .contain(plan, index, a)
-            .await
-            .into_iter()
-            .map(Ran::new)
-            .collect();
+        .boxed()
+        .shared();
+        let gate = Gate::after(decision.clone().map(|d| match d {
+            Decided::Go(_) => Ok(()),
+            Decided::Stop(_) => Err(AwsError::local(
+                "Claim",
+                "NotCarriedOut",
+                "another delivery has it, or the budget holds it",
+            )),
+        }));
+        let (decided, contained) = join(decision, self.contain(plan, index, a, &gate)).await;
+        let held = match decided {
+            Decided::Stop(reported) => return reported,
+            Decided::Go(held) => held,
+        };
+        let mut out: Vec<Ran> = contained.into_iter().map(Ran::new).collect();
+        // A final outcome is what ends the claim: later deliveries read it.
+        // It is written now, not with the rest after containment: a
+        // duplicate delivery holding another of this incident's claims may
+        // be waiting for it while this one waits for that one's.
         if let Some(first) = out.first_mut() {
             if matches!(first.outcome.status, Status::Done | Status::AlreadyDone) {
-                // The outcome is what ends the claim: later deliveries read it.
-                match store
-                    .put_new(&RecordStore::done_key(prefix, &name), &first.outcome)
-                    .await
-                {
+                let key = RecordStore::done_key(prefix, &name);
+                match store.put_new(&key, &first.outcome).await {
                     Ok(_) => first.stored = true,
                     Err(e) => {
                         warn!(code = e.code.as_deref().unwrap_or("-"), "outcome not recorded: a delivery after the claim's expiry does the (idempotent) action again");
@@ -1095,7 +1164,13 @@ impl Executor {
             plan,
         };
         let key = format!("{prefix}incident.json");
-        let written = match store.put_new(&key, &body).await {
+        // The record and its index entry at once: one round trip, not two.
+        let (written, index_written) = join(
+            store.put_new(&key, &body),
+            store.put_index(&plan.incident.id, prefix),
+        )
+        .await;
+        let written = match written {
             // S3 wrote it but the answer was lost, and the SDK's retry met
             // our own object: it is this delivery's record.
             Ok(Written::AlreadyThere) => match store.get_json::<Value>(&key).await {
@@ -1106,7 +1181,6 @@ impl Executor {
             },
             other => other,
         };
-        let index_written = store.put_index(&plan.incident.id, prefix).await;
         match written.and_then(|w| index_written.map(|_| w)) {
             Ok(Written::Created) => outcome(index, a, Status::Done, record_uri.unwrap_or_default()),
             Ok(Written::AlreadyThere) => outcome(

@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::error::AwsError;
+use crate::gate::Gate;
 use crate::outcome::Step;
 
 /// Name of the inline policy that revokes older sessions.
@@ -16,6 +17,7 @@ pub async fn deactivate_access_key(
     iam: &aws_sdk_iam::Client,
     user: &str,
     key_id: &str,
+    gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
     let keys = iam
         .list_access_keys()
@@ -47,6 +49,7 @@ pub async fn deactivate_access_key(
             calls,
         ));
     }
+    gate.pass().await?;
     iam.update_access_key()
         .user_name(user)
         .access_key_id(key_id)
@@ -96,6 +99,7 @@ pub async fn revoke_role_sessions(
     role: &str,
     incident_id: &str,
     now: DateTime<Utc>,
+    gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
     let mut calls = vec!["GetRolePolicy".to_string()];
     let prior = revoke_policy_of(iam, role).await?;
@@ -108,6 +112,7 @@ pub async fn revoke_role_sessions(
             calls,
         ));
     }
+    gate.pass().await?;
     iam.put_role_policy()
         .role_name(role)
         .policy_name(REVOKE_POLICY_NAME)

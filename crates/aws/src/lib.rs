@@ -14,6 +14,7 @@ pub mod clients;
 pub mod ec2;
 pub mod error;
 pub mod execute;
+pub mod gate;
 pub mod iam;
 pub mod logs;
 pub mod notify;

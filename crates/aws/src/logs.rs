@@ -9,6 +9,7 @@ use chrono::DateTime;
 use serde_json::json;
 
 use crate::error::AwsError;
+use crate::gate::Gate;
 use crate::outcome::Step;
 
 /// Raises a log group's retention to `days`. A group that already keeps its
@@ -17,6 +18,7 @@ pub async fn increase_retention(
     logs: &aws_sdk_cloudwatchlogs::Client,
     group: &str,
     days: u32,
+    gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
     let out = logs
         .describe_log_groups()
@@ -57,6 +59,7 @@ pub async fn increase_retention(
         }
         Some(_) => {}
     }
+    gate.pass().await?;
     logs.put_retention_policy()
         .log_group_name(group)
         .retention_in_days(i32::try_from(days).unwrap_or(i32::MAX))

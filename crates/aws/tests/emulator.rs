@@ -571,12 +571,18 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     assert_eq!(snapshots().await, volumes);
 
     // Idempotent on their own, not only through the record.
-    let again =
-        firebreak_aws::ec2::isolate_instance(ec2, &instance, &report.id, "firebreak:protected")
-            .await
-            .unwrap();
+    let open = firebreak_aws::gate::Gate::open();
+    let again = firebreak_aws::ec2::isolate_instance(
+        ec2,
+        &instance,
+        &report.id,
+        "firebreak:protected",
+        &open,
+    )
+    .await
+    .unwrap();
     assert!(again.already, "{again:?}");
-    let again = firebreak_aws::ec2::snapshot_volumes(ec2, &instance, &report.id)
+    let again = firebreak_aws::ec2::snapshot_volumes(ec2, &instance, &report.id, &open)
         .await
         .unwrap();
     assert!(again.already, "{again:?}");

@@ -19,6 +19,7 @@ use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
 use aws_sdk_s3::config::Credentials;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 use firebreak_aws::ec2::{block_ip, BlockSpec};
+use firebreak_aws::gate::Gate;
 use firebreak_aws::logs::{offending_ips, Polling};
 use firebreak_aws::outcome::Status;
 use firebreak_aws::{Clients, Executor};
@@ -56,6 +57,14 @@ fn iam_error(status: u16, code: &str, message: &str) -> (u16, Option<String>) {
     )
 }
 
+/// The leaked-key deactivation of the tests' key, with nothing to wait for.
+async fn deactivate(
+    iam: &aws_sdk_iam::Client,
+) -> Result<firebreak_aws::outcome::Step, firebreak_aws::AwsError> {
+    let key = "AKIAIOSFODNN7EXAMPLE";
+    firebreak_aws::iam::deactivate_access_key(iam, "ci-deployer", key, &Gate::open()).await
+}
+
 fn key(id: &str, status: StatusType) -> AccessKeyMetadata {
     AccessKeyMetadata::builder()
         .user_name("ci-deployer")
@@ -87,10 +96,7 @@ async fn throttling_is_retried_and_the_key_still_goes_inactive() {
             aws_sdk_iam::operation::update_access_key::UpdateAccessKeyOutput::builder().build()
         });
     let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list, &update]);
-    let step =
-        firebreak_aws::iam::deactivate_access_key(&iam, "ci-deployer", "AKIAIOSFODNN7EXAMPLE")
-            .await
-            .unwrap();
+    let step = deactivate(&iam).await.unwrap();
     assert!(!step.already);
     assert_eq!(
         list.num_calls(),
@@ -109,10 +115,7 @@ async fn throttling_that_outlasts_the_retries_is_a_retryable_failure() {
         .repeatedly()
         .build();
     let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list]);
-    let err =
-        firebreak_aws::iam::deactivate_access_key(&iam, "ci-deployer", "AKIAIOSFODNN7EXAMPLE")
-            .await
-            .unwrap_err();
+    let err = deactivate(&iam).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("Throttling"));
     assert!(err.retryable, "{err:?}");
     assert_eq!(list.num_calls(), 3, "the configured attempts, no more");
@@ -286,10 +289,7 @@ async fn a_call_that_never_answers_times_out_as_retryable() {
         .await;
     let iam = aws_sdk_iam::Client::new(&sdk);
     let started = std::time::Instant::now();
-    let err =
-        firebreak_aws::iam::deactivate_access_key(&iam, "ci-deployer", "AKIAIOSFODNN7EXAMPLE")
-            .await
-            .unwrap_err();
+    let err = deactivate(&iam).await.unwrap_err();
     assert!(err.retryable, "{err:?}");
     assert_eq!(err.operation, "ListAccessKeys");
     assert!(
@@ -666,18 +666,22 @@ async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
             .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
             .build()
     });
-    let isolation = mock!(aws_sdk_ec2::Client::describe_security_groups)
-        .match_requests(|r| group_filter(r, "firebreak-isolation"))
+    // Both of Firebreak's groups, in one read.
+    let groups = mock!(aws_sdk_ec2::Client::describe_security_groups)
+        .match_requests(|r| {
+            group_filter(r, "firebreak-isolation") && group_filter(r, "firebreak-untrack")
+        })
         .then_output(|| {
+            let group = |id: &str, name: &str| {
+                SecurityGroup::builder()
+                    .group_id(id)
+                    .group_name(name)
+                    .vpc_id("vpc-0fedcba9876543210")
+                    .build()
+            };
             op::describe_security_groups::DescribeSecurityGroupsOutput::builder()
-                .security_groups(SecurityGroup::builder().group_id("sg-0iso").build())
-                .build()
-        });
-    let untrack = mock!(aws_sdk_ec2::Client::describe_security_groups)
-        .match_requests(|r| group_filter(r, "firebreak-untrack"))
-        .then_output(|| {
-            op::describe_security_groups::DescribeSecurityGroupsOutput::builder()
-                .security_groups(SecurityGroup::builder().group_id("sg-0all").build())
+                .security_groups(group("sg-0iso", "firebreak-isolation"))
+                .security_groups(group("sg-0all", "firebreak-untrack"))
                 .build()
         });
     let swaps = Arc::new(std::sync::Mutex::new(Vec::<(String, Vec<String>)>::new()));
@@ -705,17 +709,20 @@ async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
     let ec2 = mocked!(
         aws_sdk_ec2,
         RuleMode::MatchAny,
-        [&instances, &enis, &attr, &isolation, &untrack, &modify, &tags, &protect]
+        [&instances, &enis, &attr, &groups, &modify, &tags, &protect]
     );
     let step = firebreak_aws::ec2::isolate_instance(
         &ec2,
         "i-0abc123def4567890",
         "fb-a600cce2b4010f814d5f",
         "firebreak:protected",
+        &Gate::open(),
     )
     .await
     .unwrap();
-    let swaps = swaps.lock().unwrap().clone();
+    // The ENIs move at once; each in its own order.
+    let mut swaps = swaps.lock().unwrap().clone();
+    swaps.sort_by_key(|(eni, _)| eni.clone());
     let g = |s: &str| vec![s.to_string()];
     assert_eq!(
         swaps,

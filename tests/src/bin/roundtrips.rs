@@ -1,0 +1,152 @@
+//! `make bench-roundtrips`: time to containment in AWS round trips. Every
+//! AWS call goes through a proxy that holds it for a fixed delay (100 ms by
+//! default, `--delay-ms`) before the local emulator answers, so the time
+//! from "event in" to "containment done" and to "everything done", divided
+//! by that delay, counts the round trips on the critical path: calls made
+//! one after another add up, calls made concurrently count once.
+//!
+//! The emulator's own work takes time too (moto is Python; an SNS publish
+//! to an SQS subscriber costs it ~100 ms), so every event also runs with no
+//! delay, and the round trips are (time with the delay − time without) ÷
+//! the delay. Each run is on a freshly seeded account (a new emulator);
+//! the median of `--runs` runs is reported. It prints a table and, with
+//! `--json FILE`, writes the figures for BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use firebreak_aws::clients::Limits;
+use firebreak_aws::{respond, Clients, Executor};
+use firebreak_core::plan_event;
+use firebreak_e2e::proxy::FaultProxy;
+use firebreak_e2e::{Local, ACCOUNT};
+
+/// The events measured: one per playbook with containment.
+const EVENTS: [&str; 4] = [
+    "guardduty-leaked-key.json",
+    "guardduty-temporary-credentials.json",
+    "guardduty-ssh-brute-force.json",
+    "alarm-failed-login.json",
+];
+
+struct Sample {
+    containment: Duration,
+    everything: Duration,
+    calls: usize,
+}
+
+async fn once(name: &str, delay: Duration) -> Sample {
+    let local = Local::start().await;
+    let proxy = FaultProxy::start(&local.emu.url);
+    let through = local
+        .emu
+        .sdk_config_through(&proxy.url, Limits::DEFAULT)
+        .await;
+    let cfg = local.seeded.config(&[]);
+    let exec = Executor::for_account(Clients::from_config(&through), cfg.clone(), ACCOUNT);
+    // The role the temporary-credentials finding names.
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role = local.clients.iam.create_role().role_name("app-server-role");
+    role.assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    let event = local.seeded.event(name).to_string();
+    proxy.delay_all(Some(delay));
+    let t0 = proxy.seen().len();
+    let began = Utc::now();
+    let start = Instant::now();
+    let plans = plan_event(event.as_bytes(), &cfg).unwrap();
+    let response = respond(&exec, &plans).await;
+    let everything = start.elapsed();
+    if let Some(f) = response.failure() {
+        eprintln!("{name}: {f}");
+    }
+    // Containment is done when the last containment action finished.
+    let last = response
+        .incidents
+        .iter()
+        .flat_map(|i| &i.actions)
+        .filter(|a| a.kind.is_containment())
+        .filter_map(|a| DateTime::parse_from_rfc3339(&a.at).ok())
+        .max();
+    let containment = last
+        .map(|t| (t.with_timezone(&Utc) - began).to_std().unwrap_or_default())
+        .unwrap_or_default();
+    let calls = proxy.seen().split_off(t0);
+    if std::env::args().any(|a| a == "--trace") {
+        let first = calls.first().map(|c| c.at).unwrap_or_default();
+        for c in &calls {
+            let ms = (c.at - first).as_millis();
+            println!("  {ms:>6} ms  {} {} {}", c.service, c.op, c.path);
+        }
+    }
+    Sample {
+        containment,
+        everything,
+        calls: calls.len(),
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
+#[tokio::main]
+async fn main() {
+    let delay = Duration::from_millis(arg("--delay-ms").map_or(100, |v| v.parse().unwrap()));
+    let runs: usize = arg("--runs").map_or(3, |v| v.parse().unwrap());
+    println!(
+        "AWS round trips on the critical path (every call held {} ms; median of {runs} runs)",
+        delay.as_millis()
+    );
+    println!(
+        "{:<40} {:>12} {:>8} {:>12} {:>8} {:>6}",
+        "event", "containment", "trips", "everything", "trips", "calls"
+    );
+    let mut rows = Vec::new();
+    for name in EVENTS {
+        let mut slow = Vec::new();
+        let mut fast = Vec::new();
+        for _ in 0..runs {
+            slow.push(once(name, delay).await);
+            fast.push(once(name, Duration::ZERO).await);
+        }
+        let calls = slow[0].calls;
+        let med = |v: &[Sample], f: fn(&Sample) -> Duration| median(v.iter().map(f).collect());
+        let (c, c0) = (med(&slow, |s| s.containment), med(&fast, |s| s.containment));
+        let (e, e0) = (med(&slow, |s| s.everything), med(&fast, |s| s.everything));
+        let trips = |with: Duration, without: Duration| {
+            with.saturating_sub(without).as_secs_f64() / delay.as_secs_f64()
+        };
+        println!(
+            "{:<40} {:>10}ms {:>8.1} {:>10}ms {:>8.1} {:>6}",
+            name,
+            c.as_millis(),
+            trips(c, c0),
+            e.as_millis(),
+            trips(e, e0),
+            calls
+        );
+        rows.push(serde_json::json!({
+            "event": name, "delay_ms": delay.as_millis() as u64,
+            "containment_ms": c.as_millis() as u64, "containment_ms_no_delay": c0.as_millis() as u64,
+            "containment_trips": trips(c, c0),
+            "everything_ms": e.as_millis() as u64, "everything_ms_no_delay": e0.as_millis() as u64,
+            "everything_trips": trips(e, e0),
+            "calls": calls,
+        }));
+    }
+    if let Some(path) = arg("--json") {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
+    }
+}
