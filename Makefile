@@ -28,7 +28,7 @@ TEST_TARGETS := --workspace --tests --benches --locked
 CLIPPY_DRIVER = $(shell rustc --print sysroot)/bin/clippy-driver
 WITH_CLIPPY = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
-.PHONY: help test test-build lint style venv fmt plan bench fuzz demo build watch invoke deploy clean
+.PHONY: help test test-build lint style venv fmt plan bench bench-core bench-roundtrips bench-versus bench-coldstart fuzz demo build watch invoke deploy clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -84,8 +84,24 @@ invoke: venv ## send EVENT to FN under `make watch`, e.g. make invoke FN=firebre
 deploy: ## deploy with AWS SAM (needs the sam CLI: pip install aws-sam-cli)
 	sam build --beta-features && sam deploy --guided
 
-bench: ## criterion benchmark of parse → classify → plan
+bench: bench-core bench-roundtrips bench-versus bench-coldstart ## every benchmark (BENCHMARKS.md has the method and the figures)
+
+bench-core: ## criterion: parse → classify → plan, events per second on one core
 	$(CARGO) bench -p firebreak-core --bench plan
+
+bench-roundtrips: venv ## time to containment in AWS round trips (every call held 100 ms by a proxy)
+	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
+	$(TARGET_DIR)/debug/firebreak-roundtrips --runs 3 --json $(TARGET_DIR)/bench-roundtrips.json
+
+bench-versus: venv ## Firebreak's release binary side by side with the Python baseline, whole process
+	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer
+	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
+	$(TARGET_DIR)/debug/firebreak-versus --runs 5 --json $(TARGET_DIR)/bench-versus.json
+
+bench-coldstart: venv ## each function's release binary: exec to ready and to first answer, size, peak memory
+	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer
+	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
+	$(TARGET_DIR)/debug/firebreak-coldstart --runs 5 --json $(TARGET_DIR)/bench-coldstart.json
 
 fuzz: ## fuzz the parser for FUZZ_SECONDS (needs cargo-fuzz; see README)
 	cd crates/core/fuzz && mkdir -p corpus/plan_event && RUSTC_BOOTSTRAP=1 cargo fuzz run plan_event corpus/plan_event ../../../events ../../../events/invalid -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536

@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
-use firebreak_aws::{Clients, Executor, Response};
+use firebreak_aws::{AwsError, Clients, Executor, Response};
 use firebreak_core::{plan_event, sanitize, Config, PlanSet, Source};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 use tracing::info;
@@ -92,11 +93,31 @@ impl From<Failure> for Diagnostic {
 }
 
 /// Built once per cold start.
-#[derive(Debug)]
 pub struct State {
     function: Function,
     cfg: Arc<Config>,
-    executor: Executor,
+    clients: Clients,
+    /// The account the credentials act in: asked of STS at start-up
+    /// without waiting for the answer, which the first event takes.
+    account: Shared<BoxFuture<'static, Result<String, AwsError>>>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("function", &self.function)
+            .field("account", &self.account.peek())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn ask_account(sts: aws_sdk_sts::Client) -> Result<String, AwsError> {
+    let me = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetCallerIdentity", e))?;
+    Ok(me.account().unwrap_or_default().to_string())
 }
 
 impl State {
@@ -105,18 +126,38 @@ impl State {
     pub async fn init(function: Function) -> Result<State, lambda_runtime::Error> {
         let cfg = Arc::new(Config::from_env(None)?);
         let clients = Clients::from_env().await;
-        let executor = Executor::connect(clients, cfg.clone()).await?;
-        info!(
-            function = function.name(),
-            account = executor.account(),
-            dry_run = cfg.dry_run,
-            "ready"
-        );
+        // No round trip before the function is ready: STS is asked now, in
+        // the background, while Lambda brings the first event.
+        let account = ask_account(clients.sts.clone()).boxed().shared();
+        tokio::spawn(account.clone());
+        info!(function = function.name(), dry_run = cfg.dry_run, "ready");
         Ok(State {
             function,
             cfg,
-            executor,
+            clients,
+            account,
         })
+    }
+
+    /// The executor for this invocation. A failed STS answer at start-up
+    /// is asked again (per invocation) rather than kept.
+    async fn executor(&self) -> Result<Executor, Failure> {
+        let account = match self.account.clone().await {
+            Ok(a) => a,
+            Err(_) => ask_account(self.clients.sts.clone()).await.map_err(|e| {
+                let kind = if e.retryable {
+                    Failure::Retryable
+                } else {
+                    Failure::NeedsAHuman
+                };
+                Failure::new(kind, e)
+            })?,
+        };
+        Ok(Executor::for_account(
+            self.clients.clone(),
+            self.cfg.clone(),
+            account,
+        ))
     }
 
     /// One invocation.
@@ -129,7 +170,8 @@ impl State {
         let plans =
             plan_event(&bytes, &self.cfg).map_err(|e| Failure::new(Failure::BadInput, e))?;
         check_source(self.function, &plans)?;
-        let response = firebreak_aws::respond(&self.executor, &plans).await;
+        let executor = self.executor().await?;
+        let response = firebreak_aws::respond(&executor, &plans).await;
         for r in &response.incidents {
             info!(incident_id = %r.id, actions = r.actions.len(), failed = r.failed().len(), "incident handled");
         }
@@ -138,7 +180,8 @@ impl State {
 
     async fn expire(&self) -> Result<Value, Failure> {
         let lifted = self
-            .executor
+            .executor()
+            .await?
             .expire_blocks(chrono::Utc::now())
             .await
             .map_err(|e| {
