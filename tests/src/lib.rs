@@ -267,6 +267,17 @@ impl Local {
         support::key_states(iam, &self.seeded.user, &self.seeded.keys).await[0].clone()
     }
 
+    /// The role the temporary-credentials finding names, created (the
+    /// seed leaves it out, so that the tests see its revocation refused).
+    pub async fn add_app_server_role(&self) {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let role = self.clients.iam.create_role().role_name("app-server-role");
+        role.assume_role_policy_document(trust)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// How many volumes the seeded instance has.
     pub async fn volumes(&self) -> usize {
         self.clients
@@ -282,6 +293,13 @@ impl Local {
             .volumes()
             .len()
     }
+}
+
+/// `--name VALUE` from the command line (the bench binaries' options).
+pub fn cli_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
 }
 
 /// One action's outcome on a line: "kind target Status: detail".

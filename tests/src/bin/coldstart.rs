@@ -13,13 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use firebreak_e2e::{bin_dir, Local, FUNCTIONS};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).cloned()
-}
+use firebreak_e2e::{bin_dir, cli_arg, Local, FUNCTIONS};
 
 /// One request of the runtime client: (method, path, body).
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>)> {
@@ -159,7 +153,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = arg("--runs").map_or(5, |v| v.parse().unwrap());
+    let runs: usize = cli_arg("--runs").map_or(5, |v| v.parse().unwrap());
     let release = bin_dir().parent().unwrap().join("release");
     println!("Cold start under a local runtime API, release binaries, median of {runs} runs");
     println!(
@@ -200,7 +194,7 @@ async fn main() {
             "peak_rss_kib": peak, "answered_ok": ok,
         }));
     }
-    if let Some(path) = arg("--json") {
+    if let Some(path) = cli_arg("--json") {
         std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
     }
 }

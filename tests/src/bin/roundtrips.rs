@@ -21,7 +21,7 @@ use firebreak_aws::clients::Limits;
 use firebreak_aws::{respond, Clients, Executor};
 use firebreak_core::plan_event;
 use firebreak_e2e::proxy::FaultProxy;
-use firebreak_e2e::{Local, ACCOUNT};
+use firebreak_e2e::{cli_arg, Local, ACCOUNT};
 
 /// The events measured: one per playbook with containment.
 const EVENTS: [&str; 4] = [
@@ -46,13 +46,7 @@ async fn once(name: &str, delay: Duration) -> Sample {
         .await;
     let cfg = local.seeded.config(&[]);
     let exec = Executor::for_account(Clients::from_config(&through), cfg.clone(), ACCOUNT);
-    // The role the temporary-credentials finding names.
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let role = local.clients.iam.create_role().role_name("app-server-role");
-    role.assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
+    local.add_app_server_role().await;
     let event = local.seeded.event(name).to_string();
     proxy.delay_all(Some(delay));
     let t0 = proxy.seen().len();
@@ -95,16 +89,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).cloned()
-}
-
 #[tokio::main]
 async fn main() {
-    let delay = Duration::from_millis(arg("--delay-ms").map_or(100, |v| v.parse().unwrap()));
-    let runs: usize = arg("--runs").map_or(3, |v| v.parse().unwrap());
+    let delay = Duration::from_millis(cli_arg("--delay-ms").map_or(100, |v| v.parse().unwrap()));
+    let runs: usize = cli_arg("--runs").map_or(3, |v| v.parse().unwrap());
     println!(
         "AWS round trips on the critical path (every call held {} ms; median of {runs} runs)",
         delay.as_millis()
@@ -146,7 +134,7 @@ async fn main() {
             "calls": calls,
         }));
     }
-    if let Some(path) = arg("--json") {
+    if let Some(path) = cli_arg("--json") {
         std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
     }
 }

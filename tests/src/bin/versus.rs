@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use firebreak_e2e::{bin_dir, root, venv_bin, Local};
+use firebreak_e2e::{bin_dir, cli_arg, root, venv_bin, Local};
 use serde_json::Value;
 
 const EVENTS: [&str; 3] = [
@@ -22,22 +22,11 @@ const EVENTS: [&str; 3] = [
     "guardduty-ssh-brute-force.json",
 ];
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).cloned()
-}
-
 /// A fresh account, the event pointed at it, and the environment both
 /// responders run with.
 async fn account(name: &str) -> (Local, PathBuf, BTreeMap<String, String>) {
     let local = Local::start().await;
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let role = local.clients.iam.create_role().role_name("app-server-role");
-    role.assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
+    local.add_app_server_role().await;
     let path = std::env::temp_dir().join(format!("firebreak-versus-{}-{name}", std::process::id()));
     std::fs::write(&path, local.seeded.event(name).to_string()).unwrap();
     let mut env = local.seeded.settings();
@@ -78,8 +67,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = arg("--runs").map_or(5, |v| v.parse().unwrap());
-    let firebreak = arg("--firebreak").map_or_else(
+    let runs: usize = cli_arg("--runs").map_or(5, |v| v.parse().unwrap());
+    let firebreak = cli_arg("--firebreak").map_or_else(
         || bin_dir().parent().unwrap().join("release/firebreak"),
         PathBuf::from,
     );
@@ -130,7 +119,7 @@ async fn main() {
             "firebreak_peak_kib": fm, "python_peak_kib": pm, "memory_ratio": fm / pm,
         }));
     }
-    if let Some(path) = arg("--json") {
+    if let Some(path) = cli_arg("--json") {
         std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
     }
 }
