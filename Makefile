@@ -91,7 +91,7 @@ bench-core: ## criterion: parse → classify → plan, events per second on one 
 
 bench-roundtrips: venv ## time to containment in AWS round trips (every call held 100 ms by a proxy)
 	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
-	$(TARGET_DIR)/debug/firebreak-roundtrips --runs 3 --json $(TARGET_DIR)/bench-roundtrips.json
+	$(TARGET_DIR)/debug/firebreak-roundtrips --runs 5 --json $(TARGET_DIR)/bench-roundtrips.json
 
 bench-versus: venv ## Firebreak's release binary side by side with the Python baseline, whole process
 	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer

@@ -5,6 +5,7 @@
 //! the record's per-action objects).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, TimeDelta, Utc};
@@ -244,6 +245,22 @@ fn notice_fingerprint(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> Str
     parts.sort();
     parts.push(format!("dry_run={}", plan.dry_run));
     short_digest(&parts.join("\n"))
+}
+
+/// Hands an action's outcomes to the notices as soon as they are known,
+/// once (the caller sends the final ones if the action did not).
+struct Early<'a> {
+    tx: &'a tokio::sync::mpsc::UnboundedSender<Vec<Ran>>,
+    sent: AtomicBool,
+}
+
+impl Early<'_> {
+    fn send(&self, group: &[Ran]) {
+        if !self.sent.swap(true, Ordering::SeqCst) {
+            // The receiver lives as long as the run: a send cannot fail.
+            let _ = self.tx.send(group.to_vec());
+        }
+    }
 }
 
 /// What an action's claim and budget decided.
@@ -830,111 +847,136 @@ impl Executor {
             }
             out
         };
-        let containment = join_all(
-            pending
-                .iter()
-                .map(|(index, a)| self.claimed(plan, claims.as_ref(), &prefix, *index, a)),
-        );
-        let (done, recorded) = tokio::join!(containment, record);
-        let mut extra = Vec::new();
-        for group in done {
-            let mut group = group.into_iter();
-            if let Some(o) = group.next() {
-                let idx = o.outcome.index;
-                outcomes[idx] = Some(o);
-            }
-            extra.extend(group.map(|r| r.outcome));
-        }
-        for o in recorded {
-            let idx = o.index;
-            // The record itself is incident.json, not an action object.
-            outcomes[idx] = Some(Ran::stored(o));
-        }
-
-        // Notices, with what happened so far.
-        let mut so_far: Vec<ActionOutcome> = outcomes
-            .iter()
-            .flatten()
-            .map(|r| r.outcome.clone())
-            .collect();
-        so_far.extend(extra.iter().cloned());
-        let fingerprint = notice_fingerprint(plan, &so_far);
-        // A delivery that found another one still holding a claim is retried
-        // later; the holder tells the team, this one stays quiet.
-        let waiting = so_far.iter().any(|o| {
-            o.error
-                .as_ref()
-                .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
-        });
-        // What is not in the bucket yet (the final outcomes that end the
-        // claims, refusals, failures) is written while the team is told.
-        let pending: Vec<ActionOutcome> = outcomes
-            .iter_mut()
-            .flatten()
-            .filter(|r| !r.stored)
-            .map(|r| {
-                r.stored = true;
-                r.outcome.clone()
-            })
-            .collect();
-        // Team and stakeholders are told at once.
-        let (so_far, claims, prefix) = (&so_far, claims.as_ref(), prefix.as_str());
-        let (fingerprint, record_uri) = (&fingerprint, record_uri.as_deref());
-        let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
-            let topic = match a.kind {
-                ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
-                ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
-                _ => return None,
+        // Each action's outcome reaches the notices as soon as it is known;
+        // its final write (which a duplicate delivery may be waiting for)
+        // goes on meanwhile, and the team is told without waiting for it.
+        let (early_tx, mut early_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Ran>>();
+        let containment = join_all(pending.iter().map(|(index, a)| {
+            let early = Early {
+                tx: &early_tx,
+                sent: AtomicBool::new(false),
             };
-            Some(async move {
-                let r = match topic {
-                    None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
-                        index,
-                        a,
-                        Status::Skipped,
-                        "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
-                    )),
-                    None => Ran::new(outcome(
-                        index,
-                        a,
-                        Status::Failed,
-                        "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                    )),
-                    Some(_) if waiting => Ran::new(outcome(
-                        index,
-                        a,
-                        Status::Skipped,
-                        "another delivery holds a claim on this incident; it notifies",
-                    )),
-                    Some(arn) => {
-                        let name = format!("{}-{fingerprint}", a.kind.as_str());
-                        let send = async || {
-                            notify::publish(&self.clients.sns, arn, plan, so_far, record_uri)
-                                .await
-                                .map(|id| {
-                                    Step::new(
-                                        false,
-                                        format!("published message {id}"),
-                                        Value::Null,
-                                        vec!["Publish".into()],
-                                    )
-                                })
-                        };
-                        self.once(claims, prefix, &name, index, a, send, "sent")
-                            .await
-                    }
-                };
-                if !r.stored {
-                    self.keep(prefix, std::slice::from_ref(&r.outcome), &i.id)
-                        .await;
-                }
-                (index, Ran::stored(r.outcome))
+            let claims = claims.as_ref();
+            let prefix = prefix.as_str();
+            Box::pin(async move {
+                let group = self.claimed(plan, claims, prefix, *index, a, &early).await;
+                early.send(&group);
+                group
             })
+        }));
+        let expected = pending.len();
+        let mut extra = Vec::new();
+        // Boxed, as are the actions below: together they would make the
+        // run's future too large for a 2 MiB thread stack in a debug build.
+        let after = Box::pin(async {
+            let recorded = record.await;
+            let mut done = Vec::with_capacity(expected);
+            while done.len() < expected {
+                match early_rx.recv().await {
+                    Some(group) => done.push(group),
+                    None => break,
+                }
+            }
+            for group in done {
+                let mut group = group.into_iter();
+                if let Some(o) = group.next() {
+                    let idx = o.outcome.index;
+                    outcomes[idx] = Some(o);
+                }
+                extra.extend(group.map(|r| r.outcome));
+            }
+            for o in recorded {
+                let idx = o.index;
+                // The record itself is incident.json, not an action object.
+                outcomes[idx] = Some(Ran::stored(o));
+            }
+
+            // Notices, with what happened so far.
+            let mut so_far: Vec<ActionOutcome> = outcomes
+                .iter()
+                .flatten()
+                .map(|r| r.outcome.clone())
+                .collect();
+            so_far.extend(extra.iter().cloned());
+            let fingerprint = notice_fingerprint(plan, &so_far);
+            // A delivery that found another one still holding a claim is retried
+            // later; the holder tells the team, this one stays quiet.
+            let waiting = so_far.iter().any(|o| {
+                o.error
+                    .as_ref()
+                    .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
+            });
+            // What is not in the bucket yet (the final outcomes that end the
+            // claims, refusals, failures) is written while the team is told.
+            let pending: Vec<ActionOutcome> = outcomes
+                .iter_mut()
+                .flatten()
+                .filter(|r| !r.stored)
+                .map(|r| {
+                    r.stored = true;
+                    r.outcome.clone()
+                })
+                .collect();
+            // Team and stakeholders are told at once.
+            let (so_far, claims, prefix) = (&so_far, claims.as_ref(), prefix.as_str());
+            let (fingerprint, record_uri) = (&fingerprint, record_uri.as_deref());
+            let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
+                let topic = match a.kind {
+                    ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
+                    ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
+                    _ => return None,
+                };
+                Some(async move {
+                    let r = match topic {
+                        None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
+                            index,
+                            a,
+                            Status::Skipped,
+                            "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
+                        )),
+                        None => Ran::new(outcome(
+                            index,
+                            a,
+                            Status::Failed,
+                            "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                        )),
+                        Some(_) if waiting => Ran::new(outcome(
+                            index,
+                            a,
+                            Status::Skipped,
+                            "another delivery holds a claim on this incident; it notifies",
+                        )),
+                        Some(arn) => {
+                            let name = format!("{}-{fingerprint}", a.kind.as_str());
+                            let send = async || {
+                                notify::publish(&self.clients.sns, arn, plan, so_far, record_uri)
+                                    .await
+                                    .map(|id| {
+                                        Step::new(
+                                            false,
+                                            format!("published message {id}"),
+                                            Value::Null,
+                                            vec!["Publish".into()],
+                                        )
+                                    })
+                            };
+                            self.once(claims, prefix, &name, index, a, send, "sent")
+                                .await
+                        }
+                    };
+                    if !r.stored {
+                        self.keep(prefix, std::slice::from_ref(&r.outcome), &i.id)
+                            .await;
+                    }
+                    (index, Ran::stored(r.outcome))
+                })
+            });
+            let (told, ()) = join(join_all(notices), self.keep(prefix, &pending, &i.id)).await;
+            for (index, r) in told {
+                outcomes[index] = Some(r);
+            }
         });
-        let (told, ()) = join(join_all(notices), self.keep(prefix, &pending, &i.id)).await;
-        for (index, r) in told {
-            outcomes[index] = Some(r);
-        }
+        let (_, ()) = join(containment, after).await;
 
         let mut actions = Vec::with_capacity(plan.actions.len());
         let mut unstored = Vec::new();
@@ -952,13 +994,13 @@ impl Executor {
             }
             actions.push(r.outcome);
         }
-        self.keep(prefix, &unstored, &i.id).await;
+        self.keep(&prefix, &unstored, &i.id).await;
         actions.extend(extra);
         IncidentReport {
             id: i.id.clone(),
             severity: i.severity,
             incident_type: i.incident_type.clone(),
-            record: record_uri.map(str::to_string),
+            record: record_uri,
             actions,
         }
     }
@@ -991,6 +1033,7 @@ impl Executor {
         prefix: &str,
         index: usize,
         a: &Action,
+        early: &Early<'_>,
     ) -> Vec<Ran> {
         let (Some(claims), Some(store)) = (claims, &self.records) else {
             // No records bucket: nothing to claim in (a local `respond`
@@ -1052,6 +1095,12 @@ impl Executor {
             Decided::Go(held) => held,
         };
         let mut out: Vec<Ran> = contained.into_iter().map(Ran::new).collect();
+        // The notices may go ahead with it: this delivery writes it next.
+        let mut known = out.clone();
+        if let Some(first) = known.first_mut() {
+            first.stored = true;
+        }
+        early.send(&known);
         // A final outcome is what ends the claim: later deliveries read it.
         // It is written now, not with the rest after containment: a
         // duplicate delivery holding another of this incident's claims may
