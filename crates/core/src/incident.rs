@@ -238,9 +238,11 @@ pub struct Evidence {
 /// One normalised incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// `fb-` and 20 hex digits of the SHA-256 of `key`.
+    /// `fb-` and 20 hex digits of the SHA-256 of the identity below, as
+    /// the event gave it.
     pub id: String,
-    /// The identity the id is derived from.
+    /// That identity (`guardduty:<account>:<region>:<finding id>`, …),
+    /// control characters escaped and capped.
     pub key: String,
     /// Where it came from.
     pub source: Source,
@@ -351,8 +353,11 @@ fn new_incident(
     severity: Severity,
 ) -> Incident {
     Incident {
+        // The id is derived from the key as the event gave it (so distinct
+        // signals stay distinct); what is kept is escaped and capped, since
+        // its parts (account, region, alarm ARN) are the event's text.
         id: incident_id(&key),
-        key,
+        key: sanitize::clean(&key, 4 * sanitize::NAME_CAP),
         source,
         incident_type,
         severity,

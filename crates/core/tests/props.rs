@@ -269,6 +269,31 @@ fn a_control_character_in_a_command_id_is_escaped() {
     assert_envelope(&plan, policy());
 }
 
+/// Found by `mutated_sample_events_keep_the_envelope` (a region of
+/// "🕴\r2D\0t\t"): the incident's key is built from the event's account,
+/// region and finding id, and kept them raw.
+#[test]
+fn control_characters_in_the_parts_of_an_incident_key_are_escaped() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/guardduty-leaked-key.json");
+    let mut ev: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let plan_with_region = |ev: &mut Value, region: &str| {
+        ev["detail"]["region"] = region.into();
+        plan_event(ev.to_string().as_bytes(), policy()).unwrap()
+    };
+    let raw = plan_with_region(&mut ev, "eu-west-1\r\u{0}x");
+    let key = &raw.incidents[0].incident.key;
+    assert!(key.contains(r"eu-west-1\r\u{0}x"), "{key}");
+    assert_envelope(&raw, policy());
+    // The id still comes from the key as the event gave it: a region that
+    // is the escaped text itself is another incident.
+    let look_alike = plan_with_region(&mut ev, r"eu-west-1\r\u{0}x");
+    assert_eq!(look_alike.incidents[0].incident.key, *key);
+    assert_ne!(
+        look_alike.incidents[0].incident.id,
+        raw.incidents[0].incident.id
+    );
+}
+
 #[test]
 fn reserved_ranges_table() {
     let cfg = Config::default();
