@@ -31,7 +31,7 @@ WITH_CLIPPY = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HA
 .PHONY: help test test-build lint style venv fmt plan bench bench-core bench-roundtrips bench-versus bench-coldstart fuzz demo build watch invoke deploy clean
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 test: ## format check, cfn-lint, clippy (warnings denied), every test (the AWS ones against a local emulator)
 	$(CARGO) fmt --all -- --check
