@@ -42,12 +42,19 @@ use crate::record::{Cond, RecordStore};
 const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_millis(1600);
 
-/// `pause`, give or take a quarter, different for each waiter.
+/// A pause of `min_ms` plus up to `spread_ms` more, different for each
+/// caller: writers or waiters that collided do not come back together.
+/// (A counter, not a random source: spreading is all it needs.)
+pub(crate) fn spread(min_ms: u64, spread_ms: u64) -> Duration {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let offset = NEXT.fetch_add(37, Ordering::Relaxed) % spread_ms.max(1);
+    Duration::from_millis(min_ms + offset)
+}
+
+/// `pause`, give or take a quarter.
 fn jittered(pause: Duration) -> Duration {
-    static SPREAD: AtomicU64 = AtomicU64::new(0);
     let quarter = (pause.as_millis() as u64 / 4).max(1);
-    let offset = SPREAD.fetch_add(37, Ordering::Relaxed) % (2 * quarter);
-    pause + Duration::from_millis(offset) - Duration::from_millis(quarter)
+    spread(pause.as_millis() as u64 - quarter, 2 * quarter)
 }
 
 /// The claim object.
@@ -305,7 +312,6 @@ impl<'a> Lock<'a> {
     ) -> Result<Lock<'a>, AwsError> {
         let deadline = tokio::time::Instant::now() + wait;
         let owner = owner_id();
-        static SPREAD: AtomicU64 = AtomicU64::new(0);
         loop {
             let now = Utc::now();
             let body = ClaimBody {
@@ -330,8 +336,7 @@ impl<'a> Lock<'a> {
                 Err(_) => {
                     // Not faster: every poll is a request to S3, and the
                     // holder needs S3 to finish.
-                    let jitter = SPREAD.fetch_add(37, Ordering::Relaxed) % 100;
-                    tokio::time::sleep(Duration::from_millis(100 + jitter)).await;
+                    tokio::time::sleep(spread(100, 100)).await;
                 }
             }
         }
@@ -534,7 +539,7 @@ pub async fn spend(
             return Ok(Spent::Within(1));
         }
     }
-    for round in 0..64u64 {
+    for _ in 0..64 {
         let current = store.get_tagged::<BudgetCounter>(&key).await?;
         let (count, mut actions) = match &current {
             Some((c, _)) => (c.count, c.actions.clone()),
@@ -556,9 +561,7 @@ pub async fn spend(
             return Ok(Spent::Within(count + 1));
         }
         // Spread the retries of writers that lost together.
-        static SPREAD: AtomicU64 = AtomicU64::new(0);
-        let jitter = (SPREAD.fetch_add(7, Ordering::Relaxed) + round) % 30;
-        tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
+        tokio::time::sleep(spread(5, 30)).await;
     }
     Err(AwsError {
         retryable: true,

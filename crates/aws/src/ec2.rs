@@ -162,10 +162,7 @@ pub async fn block_ip(
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             // Writers that collided on a number spread out before reading again.
-            static SPREAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let jitter =
-                (SPREAD.fetch_add(13, std::sync::atomic::Ordering::Relaxed) + attempt) % 40;
-            tokio::time::sleep(std::time::Duration::from_millis(5 + jitter)).await;
+            tokio::time::sleep(crate::claim::spread(5, 40)).await;
         }
         let (list, _vpc) = entries(ec2, nacl, spec.egress).await?;
         calls.push("DescribeNetworkAcls".to_string());

@@ -263,6 +263,16 @@ impl Early<'_> {
     }
 }
 
+/// The account the credentials act in (STS GetCallerIdentity).
+pub async fn caller_account(sts: aws_sdk_sts::Client) -> Result<String, AwsError> {
+    let me = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetCallerIdentity", e))?;
+    Ok(me.account().unwrap_or_default().to_string())
+}
+
 /// What an action's claim and budget decided.
 #[derive(Debug, Clone)]
 enum Decided {
@@ -310,13 +320,7 @@ impl Executor {
     /// account the credentials belong to, so an incident from another
     /// account is never acted on here.
     pub async fn connect(clients: Clients, cfg: Arc<Config>) -> Result<Executor, AwsError> {
-        let me = clients
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetCallerIdentity", e))?;
-        let account = me.account().unwrap_or_default().to_string();
+        let account = caller_account(clients.sts.clone()).await?;
         Ok(Executor::for_account(clients, cfg, account))
     }
 
@@ -908,7 +912,7 @@ impl Executor {
             });
             // What is not in the bucket yet (the final outcomes that end the
             // claims, refusals, failures) is written while the team is told.
-            let pending: Vec<ActionOutcome> = outcomes
+            let unwritten: Vec<ActionOutcome> = outcomes
                 .iter_mut()
                 .flatten()
                 .filter(|r| !r.stored)
@@ -971,7 +975,7 @@ impl Executor {
                     (index, Ran::stored(r.outcome))
                 })
             });
-            let (told, ()) = join(join_all(notices), self.keep(prefix, &pending, &i.id)).await;
+            let (told, ()) = join(join_all(notices), self.keep(prefix, &unwritten, &i.id)).await;
             for (index, r) in told {
                 outcomes[index] = Some(r);
             }

@@ -76,6 +76,16 @@ impl Failure {
     fn new(kind: fn(String) -> Failure, message: impl std::fmt::Display) -> Failure {
         kind(sanitize::clean(&message.to_string(), MESSAGE_CAP))
     }
+
+    /// An AWS call that failed: retryable or for a human, as AWS's answer says.
+    fn from_aws(e: AwsError) -> Failure {
+        let kind = if e.retryable {
+            Failure::Retryable
+        } else {
+            Failure::NeedsAHuman
+        };
+        Failure::new(kind, e)
+    }
 }
 
 impl From<Failure> for Diagnostic {
@@ -111,15 +121,6 @@ impl std::fmt::Debug for State {
     }
 }
 
-async fn ask_account(sts: aws_sdk_sts::Client) -> Result<String, AwsError> {
-    let me = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetCallerIdentity", e))?;
-    Ok(me.account().unwrap_or_default().to_string())
-}
-
 impl State {
     /// Reads the settings (`FIREBREAK_*`, the policy file) and builds the
     /// clients. A settings error stops the cold start with its message.
@@ -128,7 +129,9 @@ impl State {
         let clients = Clients::from_env().await;
         // No round trip before the function is ready: STS is asked now, in
         // the background, while Lambda brings the first event.
-        let account = ask_account(clients.sts.clone()).boxed().shared();
+        let account = firebreak_aws::execute::caller_account(clients.sts.clone())
+            .boxed()
+            .shared();
         tokio::spawn(account.clone());
         info!(function = function.name(), dry_run = cfg.dry_run, "ready");
         Ok(State {
@@ -144,14 +147,9 @@ impl State {
     async fn executor(&self) -> Result<Executor, Failure> {
         let account = match self.account.clone().await {
             Ok(a) => a,
-            Err(_) => ask_account(self.clients.sts.clone()).await.map_err(|e| {
-                let kind = if e.retryable {
-                    Failure::Retryable
-                } else {
-                    Failure::NeedsAHuman
-                };
-                Failure::new(kind, e)
-            })?,
+            Err(_) => firebreak_aws::execute::caller_account(self.clients.sts.clone())
+                .await
+                .map_err(Failure::from_aws)?,
         };
         Ok(Executor::for_account(
             self.clients.clone(),
@@ -184,14 +182,7 @@ impl State {
             .await?
             .expire_blocks(chrono::Utc::now())
             .await
-            .map_err(|e| {
-                let kind = if e.retryable {
-                    Failure::Retryable
-                } else {
-                    Failure::NeedsAHuman
-                };
-                Failure::new(kind, e)
-            })?;
+            .map_err(Failure::from_aws)?;
         let failed: Vec<String> = lifted
             .iter()
             .filter(|l| l.status == firebreak_aws::outcome::Status::Failed)
