@@ -55,9 +55,9 @@ venv: ## the project's Python venv with the pinned tools (once; again when PY_TO
 lint: style ## the static checks alone: style, then cargo clippy -D warnings
 	$(CARGO) clippy $(TARGETS) -- -D warnings
 
-style: venv ## cargo fmt --check, cfn-lint on template.yaml, the core stays pure
+style: venv ## cargo fmt --check, cfn-lint on both templates, the core stays pure
 	$(CARGO) fmt --all -- --check
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml template-member.yaml
 	@# The core must not depend on tokio, an AWS SDK or the Lambda runtime.
 	@if $(CARGO) tree -p firebreak-core -e normal --prefix none --locked | grep -E '^(tokio|aws-sdk-|aws-config|lambda_runtime|hyper) '; then \
 	  echo "crates/core must stay pure: the dependencies above do not belong in it"; exit 1; fi

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 
 /// The clients Firebreak uses. Cheap to clone (each is an `Arc` inside).
 #[derive(Debug, Clone)]
@@ -21,8 +22,13 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     /// CloudWatch Logs: retention, Insights queries.
     pub logs: aws_sdk_cloudwatchlogs::Client,
-    /// STS: which account the credentials act in.
+    /// STS: which account the credentials act in; roles in member accounts.
     pub sts: aws_sdk_sts::Client,
+    /// What they were built from: clients for another region or another
+    /// account's credentials are derived from it. Without a region (a
+    /// test's mocked clients), they are used as they are wherever the
+    /// incident is.
+    pub config: SdkConfig,
 }
 
 /// How long, and how many times, one AWS call is tried. Every client
@@ -86,6 +92,35 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            config: config.clone(),
         }
+    }
+
+    /// The region they call (empty when none is configured).
+    pub fn region(&self) -> &str {
+        self.config.region().map(|r| r.as_ref()).unwrap_or_default()
+    }
+
+    /// The same credentials and limits in another region.
+    pub fn in_region(&self, region: &str) -> Clients {
+        Clients::from_config(
+            &self
+                .config
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
+    }
+
+    /// Other credentials (a member account's role), in `region`.
+    pub fn with_credentials(&self, credentials: Credentials, region: &str) -> Clients {
+        Clients::from_config(
+            &self
+                .config
+                .to_builder()
+                .credentials_provider(SharedCredentialsProvider::new(credentials))
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
     }
 }

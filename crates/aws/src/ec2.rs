@@ -83,6 +83,36 @@ fn entry_cidr(e: &NetworkAclEntry) -> Option<IpNet> {
         .map(|n| n.trunc())
 }
 
+/// Every entry of these NACLs, as (NACL, egress, rule number, CIDR).
+pub async fn all_entries(
+    ec2: &aws_sdk_ec2::Client,
+    nacls: &[String],
+) -> Result<Vec<(String, bool, i32, IpNet)>, AwsError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = ec2
+            .describe_network_acls()
+            .set_network_acl_ids(Some(nacls.to_vec()))
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeNetworkAcls", e))?;
+        for acl in page.network_acls() {
+            let id = acl.network_acl_id().unwrap_or_default();
+            for e in acl.entries() {
+                if let (Some(rule), Some(cidr)) = (e.rule_number(), entry_cidr(e)) {
+                    out.push((id.to_string(), e.egress() == Some(true), rule, cidr));
+                }
+            }
+        }
+        match page.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
 async fn entries(
     ec2: &aws_sdk_ec2::Client,
     nacl: &str,

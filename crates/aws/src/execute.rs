@@ -24,22 +24,62 @@ use crate::error::AwsError;
 use crate::gate::Gate;
 use crate::logs::Polling;
 use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
+use crate::place::{Place, Places, Unreachable};
 use crate::record::{BlockMarker, RecordStore, Written};
 use crate::{ec2, iam, logs, notify};
 
 /// The version tag of the incident record (see `crates/aws/schema/`).
 pub const RECORD_SCHEMA: &str = "firebreak.incident.v1";
 
-/// Runs plans against one account and region.
+/// Runs plans. An executor is made in the account its credentials belong
+/// to; for each incident it acts in the incident's own account and region
+/// (see [`crate::place`]), while the records and notices stay at home.
 #[derive(Debug, Clone)]
 pub struct Executor {
+    /// IAM, EC2 and Logs of the place acted in; S3, SNS and STS at home.
     clients: Clients,
     cfg: Arc<Config>,
     records: Option<RecordStore>,
-    /// The account the credentials belong to; incidents in another account
-    /// are recorded and notified, never acted on.
+    /// The account acted in.
     account: String,
+    /// The region acted in (empty when the clients name none).
+    region: String,
+    /// The member role session acted through, if any.
+    session: Option<String>,
+    places: Arc<Places>,
     polling: Polling,
+    progress: Progress,
+}
+
+/// Told of each step of a long operation (a release of many actions), for
+/// a terminal to show; does nothing unless set.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<StepFn>>);
+
+/// `(done, total, what)`.
+type StepFn = dyn Fn(usize, usize, &str) + Send + Sync;
+
+impl Progress {
+    /// Calls `f(done, total, what)` after each step.
+    pub fn new(f: impl Fn(usize, usize, &str) + Send + Sync + 'static) -> Progress {
+        Progress(Some(Arc::new(f)))
+    }
+
+    fn step(&self, done: usize, total: usize, what: &str) {
+        if let Some(f) = &self.0 {
+            f(done, total, what);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(set)"
+        } else {
+            "Progress(none)"
+        })
+    }
 }
 
 /// What happened to one incident.
@@ -112,6 +152,9 @@ struct Record<'a> {
     /// The delivery that wrote it: after a lost answer, the retry's 412
     /// is told apart from an earlier delivery's record by this.
     recorded_by: String,
+    /// Where the containment ran.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    acted_in: Value,
     #[serde(flatten)]
     plan: &'a PlannedIncident,
 }
@@ -273,6 +316,17 @@ pub async fn caller_account(sts: aws_sdk_sts::Client) -> Result<String, AwsError
     Ok(me.account().unwrap_or_default().to_string())
 }
 
+/// Where an incident's containment runs, as `run` found it.
+#[derive(Debug)]
+enum Where {
+    /// In this executor's place (the incident's own).
+    Here,
+    /// Nowhere: nothing in the plan changes an account.
+    Nowhere,
+    /// Its place cannot be acted in, for this reason.
+    Unreachable(Unreachable),
+}
+
 /// What an action's claim and budget decided.
 #[derive(Debug, Clone)]
 enum Decided {
@@ -334,13 +388,57 @@ impl Executor {
                 cfg.records_kms_key_id.clone(),
             )
         });
+        let account = account.into();
+        let places = Arc::new(Places::new(clients.clone(), account.clone(), &cfg));
         Executor {
+            region: clients.region().to_string(),
             clients,
             cfg,
             records,
-            account: account.into(),
+            account,
+            session: None,
+            places,
             polling: Polling::default(),
+            progress: Progress::default(),
         }
+    }
+
+    /// This executor acting in `place`: IAM, EC2 and Logs there, the
+    /// records, notices and STS at home.
+    fn at(&self, place: Place) -> Executor {
+        let home = &self.places.home().clients;
+        Executor {
+            clients: Clients {
+                iam: place.clients.iam,
+                ec2: place.clients.ec2,
+                logs: place.clients.logs,
+                s3: home.s3.clone(),
+                sns: home.sns.clone(),
+                sts: home.sts.clone(),
+                config: place.clients.config,
+            },
+            account: place.account,
+            region: place.region,
+            session: place.session,
+            ..self.clone()
+        }
+    }
+
+    /// The executor for an incident in `account` and `region`, opening a
+    /// member role session named after `incident_id` if it must.
+    pub async fn for_place(
+        &self,
+        account: Option<&str>,
+        region: Option<&str>,
+        incident_id: &str,
+    ) -> Result<Executor, Unreachable> {
+        Ok(self.at(self.places.get(account, region, incident_id).await?))
+    }
+
+    /// Reports each step of a long operation to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Executor {
+        self.progress = progress;
+        self
     }
 
     /// Changes how long the failed-login query is waited for.
@@ -352,6 +450,20 @@ impl Executor {
     /// The account the executor acts in.
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// The records bucket, if one is configured.
+    pub(crate) fn records(&self) -> Option<&RecordStore> {
+        self.records.as_ref()
+    }
+
+    /// Every entry of these NACLs where this executor acts, as
+    /// (NACL, egress, rule number, CIDR).
+    pub(crate) async fn nacl_entries(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, bool, i32, IpNet)>, AwsError> {
+        ec2::all_entries(&self.clients.ec2, ids).await
     }
 
     async fn contain(
@@ -394,7 +506,7 @@ impl Executor {
                 return self.query_and_block(plan, index, a, gate).await
             }
             ActionKind::Release => match gate.pass().await {
-                Ok(()) => self.release(a).await,
+                Ok(()) => self.release(a, &i.id).await,
                 Err(e) => Err(e),
             },
             ActionKind::RecordIncident
@@ -585,6 +697,8 @@ impl Executor {
                         rule_number: number,
                         cidr: cidr.to_string(),
                         incident_id: plan.incident.id.clone(),
+                        account: Some(self.account.clone()),
+                        region: Some(self.region.clone()).filter(|r| !r.is_empty()),
                         created_ms: created.timestamp_millis(),
                         expires_at: TimeDelta::try_hours(i64::from(hours))
                             .and_then(|d| created.checked_add_signed(d))
@@ -626,7 +740,7 @@ impl Executor {
     }
 
     /// Undoes an earlier incident's actions from its record.
-    async fn release(&self, a: &Action) -> Result<Step, AwsError> {
+    async fn release(&self, a: &Action, release_id: &str) -> Result<Step, AwsError> {
         let store = self.records.as_ref().ok_or_else(|| {
             AwsError::local(
                 "Release",
@@ -642,7 +756,24 @@ impl Executor {
                 format!("no record of incident {earlier_id} in {}", store.bucket()),
             )
         })?;
-        let earlier = store.completed(&prefix).await?;
+        let (earlier, record) = join(
+            store.completed(&prefix),
+            store.get_json::<Value>(&format!("{prefix}incident.json")),
+        )
+        .await;
+        let (earlier, record) = (earlier?, record?.unwrap_or_default());
+        // Undone where it was done: the record says where that was.
+        let (account, region) = match record.get("acted_in") {
+            Some(at) => (at["account"].as_str(), at["region"].as_str()),
+            None => (record["account"].as_str(), record["region"].as_str()),
+        };
+        let here = match self.for_place(account, region, release_id).await {
+            Ok(here) => here,
+            Err(Unreachable::Failed(e)) => return Err(e),
+            Err(Unreachable::NotHere(why)) => {
+                return Err(AwsError::local("Release", "NotReachable", why))
+            }
+        };
         let mut calls = vec!["GetObject".to_string(), "ListObjectsV2".to_string()];
         let mut undone = Vec::new();
         let mut notes = Vec::new();
@@ -653,21 +784,24 @@ impl Executor {
                     .action
                     .is_none_or(|n| usize::try_from(n).is_ok_and(|n| n == o.index))
         };
-        for o in earlier.iter().filter(|o| wanted(o)) {
+        let total = earlier.iter().filter(|o| wanted(o)).count();
+        for (n, o) in earlier.iter().filter(|o| wanted(o)).enumerate() {
+            self.progress
+                .step(n, total, &format!("{} {}", o.kind.as_str(), o.target));
             let steps: Vec<Result<Step, AwsError>> = match o.kind {
-                ActionKind::BlockIp => self.unblock_all(store, &o.prior_state).await,
+                ActionKind::BlockIp => here.unblock_all(store, &o.prior_state).await,
                 ActionKind::QueryOffendingIps => {
                     let mut v = Vec::new();
                     for b in o.prior_state["blocks"].as_array().into_iter().flatten() {
                         if b["status"] == "done" {
-                            v.extend(self.unblock_all(store, &b["prior_state"]).await);
+                            v.extend(here.unblock_all(store, &b["prior_state"]).await);
                         }
                     }
                     v
                 }
                 ActionKind::DeactivateAccessKey if a.params.force => {
                     let user = o.prior_state["user_name"].as_str().unwrap_or_default();
-                    vec![iam::reactivate_access_key(&self.clients.iam, user, &o.target).await]
+                    vec![iam::reactivate_access_key(&here.clients.iam, user, &o.target).await]
                 }
                 ActionKind::DeactivateAccessKey => {
                     notes.push(format!(
@@ -678,7 +812,7 @@ impl Executor {
                 }
                 ActionKind::RevokeRoleSessions => vec![
                     iam::restore_role_policy(
-                        &self.clients.iam,
+                        &here.clients.iam,
                         &o.target,
                         earlier_id,
                         o.prior_state["previous_document"].as_str(),
@@ -686,11 +820,11 @@ impl Executor {
                     .await,
                 ],
                 ActionKind::IsolateInstance => {
-                    vec![ec2::restore_instance(&self.clients.ec2, &o.prior_state).await]
+                    vec![ec2::restore_instance(&here.clients.ec2, &o.prior_state).await]
                 }
                 ActionKind::IncreaseMonitoring => vec![
                     logs::restore_retention(
-                        &self.clients.logs,
+                        &here.clients.logs,
                         &o.target,
                         o.prior_state["retention_in_days"]
                             .as_i64()
@@ -720,6 +854,7 @@ impl Executor {
                 }
             }
         }
+        self.progress.step(total, total, "");
         if let Some(e) = first_error {
             return Err(e);
         }
@@ -733,10 +868,25 @@ impl Executor {
             parts.extend(notes);
             parts.join("; ")
         };
+        // The earlier incident's own prefix says it was released, so a
+        // listing shows it without reading every release.
+        if !undone.is_empty() {
+            let mark = json!({ "released_by": release_id, "at": now(), "action": a.params.action, "undone": undone });
+            if let Err(e) = store
+                .put_new(&RecordStore::release_key(&prefix, release_id), &mark)
+                .await
+            {
+                warn!(
+                    code = e.code.as_deref().unwrap_or("-"),
+                    "release mark not written"
+                );
+            }
+            calls.push("PutObject".into());
+        }
         Ok(Step::new(
             undone.is_empty(),
             detail,
-            json!({ "released_incident": earlier_id, "record": prefix, "undone": undone }),
+            json!({ "released_incident": earlier_id, "record": prefix, "acted_in": { "account": here.account, "region": here.region }, "undone": undone }),
             calls,
         ))
     }
@@ -791,6 +941,38 @@ impl Executor {
     #[instrument(skip_all, fields(incident_id = %plan.incident.id))]
     pub async fn run(&self, plan: &PlannedIncident) -> IncidentReport {
         let i = &plan.incident;
+        // A release acts where the incident it releases was; everything
+        // else where its own incident is (once per process per place: the
+        // role and clients are kept).
+        let acts = plan.actions.iter().any(|a| {
+            a.kind.is_containment()
+                && a.kind != ActionKind::Release
+                && a.status == PlanStatus::Planned
+        });
+        if !acts {
+            return Box::pin(self.run_here(plan, Where::Nowhere)).await;
+        }
+        // An alarm's actions name configured resources (log groups, default
+        // NACLs), which are in Firebreak's own region, not the alarm's.
+        let region = match i.source {
+            firebreak_core::Source::CloudwatchAlarm => None,
+            _ => i.region.as_deref(),
+        };
+        match self.for_place(i.account.as_deref(), region, &i.id).await {
+            Ok(here) => Box::pin(here.run_here(plan, Where::Here)).await,
+            Err(why) => Box::pin(self.run_here(plan, Where::Unreachable(why))).await,
+        }
+    }
+
+    /// [`Executor::run`] where this executor acts; `at` says whether it
+    /// acts here, has nothing to act on, or cannot reach the incident's place.
+    async fn run_here(&self, plan: &PlannedIncident, at: Where) -> IncidentReport {
+        let (unreachable, acted) = match at {
+            Where::Here => (None, true),
+            Where::Nowhere => (None, false),
+            Where::Unreachable(why) => (Some(why), false),
+        };
+        let i = &plan.incident;
         let prefix = RecordStore::prefix(i, Utc::now());
         let record_uri = self
             .records
@@ -800,17 +982,6 @@ impl Executor {
             .records
             .as_ref()
             .map(|r| Claims::new(r, self.cfg.claim_ttl_seconds, self.cfg.claim_wait_seconds));
-        // An incident in another account is recorded and notified only.
-        let elsewhere = i
-            .account
-            .as_deref()
-            .filter(|acct| *acct != self.account)
-            .map(|acct| {
-                format!(
-                    "the incident is in account {acct}; Firebreak's credentials act in {}",
-                    self.account
-                )
-            });
 
         let mut outcomes: Vec<Option<Ran>> = vec![None; plan.actions.len()];
         let mut pending = Vec::new();
@@ -821,8 +992,13 @@ impl Executor {
             let skip = |why: String| Some(Ran::new(outcome(index, a, Status::Skipped, why)));
             if a.status == PlanStatus::Skipped {
                 outcomes[index] = skip(a.reason.clone());
-            } else if let Some(why) = &elsewhere {
-                outcomes[index] = skip(why.clone());
+            } else if let (Some(why), true) = (&unreachable, a.kind != ActionKind::Release) {
+                // Recorded and notified only; a role that could not be
+                // assumed is a failure the next delivery tries again.
+                outcomes[index] = Some(Ran::new(match why {
+                    Unreachable::NotHere(why) => outcome(index, a, Status::Skipped, why.clone()),
+                    Unreachable::Failed(e) => failed(index, a, e),
+                }));
             } else if plan.dry_run && a.kind != ActionKind::QueryOffendingIps {
                 // The query only reads; a dry run shows what it would block.
                 outcomes[index] = skip(format!("dry run: would {}", a.reason));
@@ -842,8 +1018,15 @@ impl Executor {
                             "FIREBREAK_RECORDS_BUCKET is not set",
                         ),
                         Some(store) => {
-                            self.write_record(store, plan, &prefix, index, a, record_uri.as_deref())
-                                .await
+                            self.write_record(
+                                store,
+                                plan,
+                                &prefix,
+                                (index, a),
+                                acted,
+                                record_uri.as_deref(),
+                            )
+                            .await
                         }
                     };
                     out.push(o);
@@ -953,16 +1136,23 @@ impl Executor {
                         Some(arn) => {
                             let name = format!("{}-{fingerprint}", a.kind.as_str());
                             let send = async || {
-                                notify::publish(&self.clients.sns, arn, plan, so_far, record_uri)
-                                    .await
-                                    .map(|id| {
-                                        Step::new(
-                                            false,
-                                            format!("published message {id}"),
-                                            Value::Null,
-                                            vec!["Publish".into()],
-                                        )
-                                    })
+                                notify::publish(
+                                    &self.clients.sns,
+                                    arn,
+                                    self.cfg.notice_format,
+                                    plan,
+                                    so_far,
+                                    record_uri,
+                                )
+                                .await
+                                .map(|id| {
+                                    Step::new(
+                                        false,
+                                        format!("published message {id}"),
+                                        Value::Null,
+                                        vec!["Publish".into()],
+                                    )
+                                })
                             };
                             self.once(claims, prefix, &name, index, a, send, "sent")
                                 .await
@@ -1206,14 +1396,23 @@ impl Executor {
         store: &RecordStore,
         plan: &PlannedIncident,
         prefix: &str,
-        index: usize,
-        a: &Action,
+        (index, a): (usize, &Action),
+        acted: bool,
         record_uri: Option<&str>,
     ) -> ActionOutcome {
+        // Where it acted; nowhere when its place could not be reached.
+        let mut acted_in = Value::Null;
+        if acted {
+            acted_in = json!({ "account": self.account, "region": self.region });
+            if let Some(s) = &self.session {
+                acted_in["session"] = json!(s);
+            }
+        }
         let body = Record {
             schema: RECORD_SCHEMA,
             recorded_at: now(),
             recorded_by: claim::owner_id(),
+            acted_in,
             plan,
         };
         let key = format!("{prefix}incident.json");
@@ -1289,6 +1488,32 @@ impl Executor {
             let Ok(cidr) = marker.cidr.parse::<IpNet>() else {
                 continue;
             };
+            // Lifted where it was placed.
+            let here = match self
+                .for_place(
+                    marker.account.as_deref(),
+                    marker.region.as_deref(),
+                    &marker.incident_id,
+                )
+                .await
+            {
+                Ok(here) => here,
+                Err(why) => {
+                    let err = match why {
+                        Unreachable::Failed(e) => e,
+                        Unreachable::NotHere(why) => {
+                            AwsError::local("ExpireBlocks", "NotReachable", why)
+                        }
+                    };
+                    out.push(Expiry {
+                        status: Status::Failed,
+                        detail: err.to_string(),
+                        error: Some(ErrorInfo::from(&err)),
+                        marker,
+                    });
+                    continue;
+                }
+            };
             let lifted = match self
                 .victim_lock(
                     store,
@@ -1301,7 +1526,7 @@ impl Executor {
             {
                 Ok(lock) => {
                     let r = ec2::unblock(
-                        &self.clients.ec2,
+                        &here.clients.ec2,
                         &marker.network_acl_id,
                         marker.egress,
                         marker.rule_number,

@@ -16,11 +16,13 @@ pub mod error;
 pub mod execute;
 pub mod gate;
 pub mod iam;
+pub mod inventory;
 pub mod logs;
 pub mod notify;
 pub mod outcome;
+pub mod place;
 pub mod record;
 
 pub use clients::Clients;
 pub use error::AwsError;
-pub use execute::{respond, Executor, IncidentReport, Response};
+pub use execute::{respond, Executor, IncidentReport, Progress, Response};

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use aws_sdk_sns::types::MessageAttributeValue;
+use firebreak_core::config::NoticeFormat;
 use firebreak_core::PlannedIncident;
 use serde_json::json;
 
@@ -86,13 +87,7 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
     }
     let _ = writeln!(m, "\nWhat Firebreak did:");
     for o in outcomes {
-        let status = match o.status {
-            Status::Done => "DONE",
-            Status::AlreadyDone => "ALREADY DONE",
-            Status::Skipped => "skipped",
-            Status::Failed => "FAILED",
-            Status::Held => "HELD",
-        };
+        let status = o.status.word();
         let _ = writeln!(
             m,
             "  [{status}] {} {}: {}",
@@ -156,6 +151,97 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
     m
 }
 
+/// The longest description Chatbot renders; the record has the rest.
+const CHATBOT_DESCRIPTION_CHARS: usize = 7000;
+
+/// Markdown-significant characters of attacker-shaped text, escaped, so a
+/// finding cannot format (or link from) the team's channel.
+fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\`*_{}[]()<>#+-!|~".contains(c) {
+            out.push('\\');
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// The notice as an AWS Chatbot (Amazon Q Developer in chat applications)
+/// custom notification: it renders in Slack and Microsoft Teams, threaded
+/// per incident. The full outcome JSON rides in `additionalContext`.
+pub fn chatbot(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Option<&str>) -> String {
+    let i = &plan.incident;
+    let mut d = String::new();
+    let _ = writeln!(
+        d,
+        "*{}* `{}` in account {} ({}){}",
+        i.severity,
+        md(&i.incident_type),
+        i.account.as_deref().unwrap_or("-"),
+        i.region.as_deref().unwrap_or("-"),
+        if i.sample {
+            " - GuardDuty sample finding"
+        } else {
+            ""
+        }
+    );
+    if let Some(t) = &i.evidence.title {
+        let _ = writeln!(d, "{}", md(t));
+    }
+    if plan.dry_run {
+        let _ = writeln!(d, "*DRY RUN*: nothing in the account was changed.");
+    }
+    for o in outcomes {
+        let _ = writeln!(
+            d,
+            "- *{}* {} {}: {}",
+            o.status.word(),
+            o.kind.as_str(),
+            md(&o.target),
+            md(&o.detail)
+        );
+    }
+    if d.chars().count() > CHATBOT_DESCRIPTION_CHARS {
+        d = d.chars().take(CHATBOT_DESCRIPTION_CHARS).collect();
+        d.push_str("\n... (cut: the record has every action)");
+    }
+    let mut next = Vec::new();
+    if outcomes.iter().any(|o| o.status == Status::Failed) {
+        next.push("Some containment FAILED: Firebreak retries; check the account now.".to_string());
+    }
+    if outcomes.iter().any(|o| o.status == Status::Held) {
+        next.push("NEEDS A HUMAN: the blast-radius budget held containment back.".to_string());
+    }
+    next.push(format!("Undo: `firebreak release {}`", i.id));
+    if let Some(r) = record {
+        next.push(format!("Record: {r}"));
+    }
+    let mut context = json!({ "incident_id": i.id, "record": record, "actions": outcomes });
+    if serde_json::to_string(&context).map_or(0, |s| s.len()) > MAX_MESSAGE_BYTES / 2 {
+        context = json!({ "incident_id": i.id, "record": record, "truncated": true });
+    }
+    json!({
+        "version": "1.0",
+        "source": "custom",
+        "id": i.id,
+        "content": {
+            "textType": "client-markdown",
+            "title": subject(plan, outcomes),
+            "description": d,
+            "nextSteps": next,
+            "keywords": [i.severity.as_str(), i.source.as_str()],
+        },
+        "metadata": {
+            "threadId": i.id,
+            "summary": subject(plan, outcomes),
+            "eventType": i.incident_type,
+            "additionalContext": context,
+        },
+    })
+    .to_string()
+}
+
 fn attr(value: &str) -> Result<MessageAttributeValue, AwsError> {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -168,16 +254,21 @@ fn attr(value: &str) -> Result<MessageAttributeValue, AwsError> {
 pub async fn publish(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
+    format: NoticeFormat,
     plan: &PlannedIncident,
     outcomes: &[ActionOutcome],
     record: Option<&str>,
 ) -> Result<String, AwsError> {
     let i = &plan.incident;
+    let body = match format {
+        NoticeFormat::Text => message(plan, outcomes, record),
+        NoticeFormat::Chatbot => chatbot(plan, outcomes, record),
+    };
     let out = sns
         .publish()
         .topic_arn(topic_arn)
         .subject(subject(plan, outcomes))
-        .message(message(plan, outcomes, record))
+        .message(body)
         .message_attributes("severity", attr(i.severity.as_str())?)
         .message_attributes("source", attr(i.source.as_str())?)
         .message_attributes("type", attr(&i.incident_type)?)
@@ -231,6 +322,50 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(machine).unwrap();
         assert_eq!(v["incident"]["id"], p.incident.id.as_str());
         assert_eq!(v["actions"][0]["detail"], "denied");
+    }
+
+    #[test]
+    fn chatbot_notices_are_custom_notifications_with_escaped_text() {
+        let mut p = plan();
+        p.incident.incident_type = "Recon:*[click](https://evil.example)*".into();
+        let few = vec![outcome(0, "denied `x`".into())];
+        let v: serde_json::Value =
+            serde_json::from_str(&chatbot(&p, &few, Some("s3://b/k"))).unwrap();
+        assert_eq!(v["version"], "1.0");
+        assert_eq!(v["source"], "custom");
+        assert_eq!(v["content"]["textType"], "client-markdown");
+        assert_eq!(v["metadata"]["threadId"], p.incident.id.as_str());
+        let d = v["content"]["description"].as_str().unwrap();
+        assert!(
+            d.contains("Recon:\\*\\[click\\]\\(https://evil.example\\)\\*"),
+            "{d}"
+        );
+        assert!(d.contains("*FAILED* block_ip"), "{d}");
+        assert!(d.contains("denied \\`x\\`"), "{d}");
+        let steps: Vec<&str> = v["content"]["nextSteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(steps[0].contains("FAILED"), "{steps:?}");
+        assert!(steps
+            .iter()
+            .any(|s| s.contains(&format!("firebreak release {}", p.incident.id))));
+        assert_eq!(
+            v["metadata"]["additionalContext"]["actions"][0]["detail"],
+            "denied `x`"
+        );
+        // Many actions: the description is cut, the message still fits SNS.
+        let many: Vec<ActionOutcome> = (0..3000).map(|n| outcome(n, "é".repeat(150))).collect();
+        let big = chatbot(&p, &many, None);
+        assert!(big.len() < MAX_MESSAGE_BYTES - 4096, "{}", big.len());
+        let v: serde_json::Value = serde_json::from_str(&big).unwrap();
+        assert!(v["content"]["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("(cut: the record has every action)"));
+        assert_eq!(v["metadata"]["additionalContext"]["truncated"], true);
     }
 
     #[test]

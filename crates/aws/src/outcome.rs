@@ -23,6 +23,19 @@ pub enum Status {
     Held,
 }
 
+impl Status {
+    /// How a notice or a table shows it: upper case where a person must look.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Done => "DONE",
+            Status::AlreadyDone => "ALREADY DONE",
+            Status::Skipped => "skipped",
+            Status::Failed => "FAILED",
+            Status::Held => "HELD",
+        }
+    }
+}
+
 /// The outcome of one action, enough to undo it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionOutcome {

@@ -200,6 +200,11 @@ impl RecordStore {
         )
     }
 
+    /// Where a release of the incident at `prefix` is noted.
+    pub fn release_key(prefix: &str, release_id: &str) -> String {
+        format!("{prefix}released/{release_id}.json")
+    }
+
     /// Where the claim on a named action (or notice) is kept.
     pub fn claim_key(prefix: &str, name: &str) -> String {
         format!("{prefix}claims/{name}.json")
@@ -292,6 +297,15 @@ impl RecordStore {
 
     /// The keys under `prefix`, every page.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+        self.list_after(prefix, None).await
+    }
+
+    /// The keys under `prefix` that sort after `start_after`, every page.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<String>,
+    ) -> Result<Vec<String>, AwsError> {
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -300,6 +314,7 @@ impl RecordStore {
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .set_start_after(start_after.clone())
                 .set_continuation_token(token)
                 .send()
                 .await
@@ -449,6 +464,12 @@ pub struct BlockMarker {
     pub cidr: String,
     /// The incident that placed it.
     pub incident_id: String,
+    /// The NACL's account; the responder's own when absent (older markers).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub account: Option<String>,
+    /// The NACL's region; the responder's own when absent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub region: Option<String>,
     /// Milliseconds since the epoch.
     pub created_ms: i64,
     /// When the expirer lifts it (RFC 3339); never when absent.
@@ -498,6 +519,8 @@ mod tests {
                 egress: false,
                 rule_number: 7,
                 cidr: cidr.into(),
+                account: None,
+                region: None,
                 incident_id: "fb-00000000000000000000".into(),
                 created_ms: 1_790_000_000_123,
                 expires_at: None,

@@ -431,65 +431,6 @@ async fn eni_groups(acct: &Account, instance: &str) -> Vec<String> {
         .collect()
 }
 
-async fn termination_protected(acct: &Account, instance: &str) -> bool {
-    acct.clients
-        .ec2
-        .describe_instance_attribute()
-        .instance_id(instance)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-        .send()
-        .await
-        .unwrap()
-        .disable_api_termination()
-        .unwrap()
-        .value()
-        .unwrap()
-}
-
-/// Validates every object in the bucket against the published schema with
-/// a real JSON Schema validator (the venv's `jsonschema`).
-async fn assert_records_match_schema(acct: &Account, bucket: &str) {
-    let dir =
-        std::env::temp_dir().join(format!("firebreak-schema-{bucket}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keys = objects(acct, bucket).await;
-    assert!(!keys.is_empty());
-    for (n, key) in keys.iter().enumerate() {
-        let body = support::object_bytes(&acct.clients.s3, bucket, key).await;
-        std::fs::write(dir.join(format!("{n:03}.json")), &body).unwrap();
-    }
-    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schema/incident-record.v1.schema.json");
-    let script = r#"
-import glob, json, sys
-import jsonschema
-schema = json.load(open(sys.argv[1]))
-v = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-files = sorted(glob.glob(sys.argv[2] + "/*.json"))
-bad = 0
-for f in files:
-    for e in v.iter_errors(json.load(open(f))):
-        bad += 1
-        print(f, e.message[:300])
-print("checked", len(files))
-sys.exit(1 if bad else 0)
-"#;
-    let out = std::process::Command::new(support::venv_python())
-        .args(["-c", script])
-        .arg(&schema)
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "records do not match the schema:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("checked {}", keys.len())));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     let emu = Emulator::start();
@@ -549,7 +490,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
         "allow-all first, then isolation: {:?}",
         iso.calls
     );
-    assert!(termination_protected(&acct, &instance).await);
+    assert!(support::termination_protected(&acct.clients.ec2, &instance).await);
     let tags = ec2
         .describe_tags()
         .filters(filter("resource-id", &instance))
@@ -594,9 +535,9 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     let r = run_one(&exec, &acct.cfg, &release).await;
     assert_eq!(status_of(&r, ActionKind::Release), Status::Done, "{r:#?}");
     assert_eq!(eni_groups(&acct, &instance).await, vec![web]);
-    assert!(!termination_protected(&acct, &instance).await);
+    assert!(!support::termination_protected(&acct.clients.ec2, &instance).await);
     assert_eq!(snapshots().await, volumes);
-    assert_records_match_schema(&acct, "records-isolation").await;
+    support::assert_records_match_schema(&acct.clients.s3, "records-isolation").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +569,7 @@ async fn a_protected_instance_is_refused_at_execution_time() {
     assert_eq!(iso.status, Status::Skipped, "{iso:?}");
     assert!(iso.detail.contains("protected"), "{iso:?}");
     assert_eq!(eni_groups(&acct, &instance).await, vec![web]);
-    assert!(!termination_protected(&acct, &instance).await);
+    assert!(!support::termination_protected(&acct.clients.ec2, &instance).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -817,5 +758,42 @@ async fn the_expirer_lifts_blocks_whose_time_is_up_and_records_it() {
     );
     // Running again lifts nothing more.
     assert!(exec.expire_blocks(later).await.unwrap().is_empty());
-    assert_records_match_schema(&acct, "records-expiry").await;
+    support::assert_records_match_schema(&acct.clients.s3, "records-expiry").await;
+}
+
+/// With FIREBREAK_NOTICE_FORMAT=chatbot the team topic carries AWS Chatbot
+/// custom notifications: what a Slack or Teams channel subscribed through
+/// Chatbot renders, threaded per incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatbot_notices_arrive_as_custom_notifications() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-chatbot").await;
+    let key = support::user_with_keys(&acct.clients.iam, "ci-deployer", 1)
+        .await
+        .remove(0);
+    let mut cfg = (*acct.cfg).clone();
+    cfg.notice_format = firebreak_core::config::NoticeFormat::Chatbot;
+    let exec = Executor::connect(acct.clients.clone(), Arc::new(cfg.clone()))
+        .await
+        .unwrap();
+    let mut ev = event("guardduty-leaked-key.json");
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = key.into();
+    let r = run_one(&exec, &cfg, &ev).await;
+    assert!(r.failed().is_empty(), "{r:#?}");
+    let notes = notices(&acct).await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let m: Value = serde_json::from_str(notes[0]["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(m["version"], "1.0");
+    assert_eq!(m["source"], "custom");
+    assert_eq!(m["content"]["textType"], "client-markdown");
+    assert_eq!(m["metadata"]["threadId"], r.id.as_str());
+    let d = m["content"]["description"].as_str().unwrap();
+    assert!(d.contains("*DONE* deactivate_access_key"), "{d}");
+    assert!(
+        m["content"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("contained"),
+        "{m:#}"
+    );
 }

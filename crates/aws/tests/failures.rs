@@ -198,6 +198,7 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        config: aws_config::SdkConfig::builder().build(),
     };
     let vars: BTreeMap<String, String> = [
         ("FIREBREAK_RECORDS_BUCKET", "records"),
@@ -758,6 +759,7 @@ async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        config: aws_config::SdkConfig::builder().build(),
     };
     let when_planned = Config::load(&BTreeMap::new(), None).unwrap();
     let command = serde_json::json!({"command": "block_ip", "ip": "198.51.100.40", "subnet_ids": ["subnet-0123456789abcdef0"], "requested_by": "oncall", "reason": "test"});
@@ -785,4 +787,82 @@ async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
     assert_eq!(block.status, Status::Skipped, "{block:?}");
     assert!(block.detail.contains("allow"), "{block:?}");
     assert_eq!(nobody.num_calls(), 0, "no EC2 call for a refused block");
+}
+
+/// A member account without Firebreak's role (its stack not deployed, or a
+/// trust policy that does not name this responder): STS refuses, and the
+/// containment fails there, named, not retryable, with nothing called in
+/// IAM; the record is still written at home.
+#[tokio::test]
+async fn a_member_role_that_cannot_be_assumed_fails_named_and_touches_nothing() {
+    let (status, body) = iam_error(
+        403,
+        "AccessDenied",
+        "User: arn:aws:sts::111122223333:assumed-role/firebreak-guardduty/x is not authorized to perform: sts:AssumeRole",
+    );
+    let refuse = mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(|r| {
+            r.role_arn() == Some("arn:aws:iam::444455556666:role/firebreak-member")
+                && r.role_session_name()
+                    .is_some_and(|n| n.starts_with("firebreak-fb-"))
+        })
+        .sequence()
+        .http_status(status, body)
+        .build();
+    let any_iam = mock!(aws_sdk_iam::Client::list_access_keys).then_output(|| {
+        aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput::builder()
+            .build()
+            .unwrap()
+    });
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+    let clients = Clients {
+        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, [&any_iam]),
+        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, []),
+        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, [&put]),
+        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
+        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
+        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, [&refuse]),
+        config: aws_config::SdkConfig::builder().build(),
+    };
+    let vars: BTreeMap<String, String> = [
+        ("FIREBREAK_MEMBER_ROLE_NAME", "firebreak-member"),
+        ("FIREBREAK_RECORDS_BUCKET", "records"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cfg = Config::load(&vars, None).unwrap();
+    let mut ev: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../events/guardduty-leaked-key.json"))
+            .unwrap();
+    ev["detail"]["accountId"] = "444455556666".into();
+    let plans = plan_event(ev.to_string().as_bytes(), &cfg).unwrap();
+    let exec = Executor::for_account(clients, Arc::new(cfg), "111122223333");
+    let report = exec.run(&plans.incidents[0]).await;
+    let key = report
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::DeactivateAccessKey)
+        .unwrap();
+    assert_eq!(key.status, Status::Failed, "{key:?}");
+    let err = key.error.as_ref().unwrap();
+    assert_eq!(err.operation, "AssumeRole");
+    assert_eq!(err.code.as_deref(), Some("AccessDenied"));
+    assert!(!err.retryable, "{err:?}");
+    assert!(
+        err.message
+            .contains("cannot assume arn:aws:iam::444455556666:role/firebreak-member"),
+        "{err:?}"
+    );
+    assert_eq!(refuse.num_calls(), 1);
+    assert_eq!(any_iam.num_calls(), 0, "nothing called in IAM");
+    let failure = report.failure().unwrap();
+    assert!(failure.contains("deactivate_access_key"), "{failure}");
+    let record = report
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::RecordIncident)
+        .unwrap();
+    assert_eq!(record.status, Status::Done, "{record:?}");
 }

@@ -18,24 +18,16 @@ fn events() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
 }
 
-/// Runs `firebreak respond --policy events/policy.toml FILE` with the
-/// standard SDK environment pointing at the emulator.
-fn respond(emu: &Emulator, bucket: &str, topic: &str, event: &Value) -> (Output, Value) {
-    let file = std::env::temp_dir().join(format!(
-        "firebreak-respond-{bucket}-{}.json",
-        std::process::id()
-    ));
-    std::fs::write(&file, event.to_string()).unwrap();
+/// Runs `firebreak ARGS…` with the standard SDK environment pointing at
+/// the emulator, configured only through the environment.
+fn firebreak(emu: &Emulator, bucket: &str, topic: &str, args: &[&std::ffi::OsStr]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_firebreak"));
     for (k, _) in
         std::env::vars().filter(|(k, _)| k.starts_with("FIREBREAK_") || k.starts_with("AWS_"))
     {
         cmd.env_remove(k);
     }
-    let out = cmd
-        .args(["respond", "--policy"])
-        .arg(events().join("policy.toml"))
-        .arg(&file)
+    cmd.args(args)
         .env("AWS_ENDPOINT_URL", &emu.url)
         .env("AWS_REGION", "eu-west-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -44,7 +36,52 @@ fn respond(emu: &Emulator, bucket: &str, topic: &str, event: &Value) -> (Output,
         .env("FIREBREAK_RECORDS_BUCKET", bucket)
         .env("FIREBREAK_TEAM_TOPIC_ARN", topic)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `firebreak` with string arguments; stdout as text, after checking the
+/// exit status is `ok`.
+fn run_text(
+    emu: &Emulator,
+    bucket: &str,
+    topic: &str,
+    args: &[&str],
+    ok: bool,
+) -> (String, String) {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let out = firebreak(emu, bucket, topic, &args);
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(
+        out.status.success(),
+        ok,
+        "{args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// Runs `firebreak respond --policy events/policy.toml FILE` with the
+/// standard SDK environment pointing at the emulator.
+fn respond(emu: &Emulator, bucket: &str, topic: &str, event: &Value) -> (Output, Value) {
+    let file = std::env::temp_dir().join(format!(
+        "firebreak-respond-{bucket}-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&file, event.to_string()).unwrap();
+    let policy = events().join("policy.toml");
+    let out = firebreak(
+        emu,
+        bucket,
+        topic,
+        &[
+            "respond".as_ref(),
+            "--policy".as_ref(),
+            policy.as_os_str(),
+            file.as_os_str(),
+        ],
+    );
     let _ = std::fs::remove_file(&file);
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -141,14 +178,7 @@ async fn an_inbound_brute_force_is_blocked_and_the_target_isolated_once() {
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let (vpc, subnet, nacl) = support::vpc_with_subnet(&ec2).await;
     let (instance, _web) = support::instance_with_volume(&ec2, &vpc, &subnet).await;
-    let mut ev: Value = serde_json::from_slice(
-        &std::fs::read(events().join("guardduty-ssh-brute-force.json")).unwrap(),
-    )
-    .unwrap();
-    let details = &mut ev["detail"]["resource"]["instanceDetails"];
-    details["instanceId"] = instance.clone().into();
-    details["networkInterfaces"][0]["subnetId"] = subnet.clone().into();
-    details["networkInterfaces"][0]["vpcId"] = vpc.clone().into();
+    let ev = support::brute_force_on(&instance, &subnet, &vpc);
 
     let snapshot = || async {
         // (egress, rule, CIDR) of every deny entry, ingress first.
@@ -197,4 +227,187 @@ async fn an_inbound_brute_force_is_blocked_and_the_target_isolated_once() {
         "{second:#}"
     );
     assert_eq!(snapshot().await, after, "the second run changed nothing");
+}
+
+/// The responder's toolkit on what `respond` did: `incidents list` and
+/// `show`, `blocks` (checked against the NACL), and `release`, which
+/// returns the NACL, the instance's groups and its termination setting to
+/// their recorded prior state and is itself recorded. Bad arguments are
+/// refused with one line and nothing on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_blocks_and_release_read_back_and_undo_what_respond_did() {
+    let emu = Emulator::start();
+    let bucket = "respond-toolkit";
+    let (sdk, topic) = bucket_and_topic(&emu, bucket).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let (vpc, subnet, nacl) = support::vpc_with_subnet(&ec2).await;
+    let (instance, _web) = support::instance_with_volume(&ec2, &vpc, &subnet).await;
+    let groups = || support::eni_group_ids(&ec2, &instance);
+    let before = groups().await;
+    let ev = support::brute_force_on(&instance, &subnet, &vpc);
+    let (out, first) = respond(&emu, bucket, &topic, &ev);
+    assert!(out.status.success(), "{first:#}");
+    let id = first["incidents"][0]["id"].as_str().unwrap().to_string();
+
+    // The table: one line per incident, with what a responder scans for.
+    let (table, _) = run_text(&emu, bucket, &topic, &["incidents", "list"], true);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{table}"));
+    for word in [
+        "HIGH",
+        "UnauthorizedAccess:EC2/SSHBruteForce",
+        "111122223333",
+        "contained",
+        "block_ip",
+    ] {
+        assert!(line.contains(word), "`{word}` not in `{line}`");
+    }
+    let (json, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &["incidents", "list", "--json", "--severity", "high"],
+        true,
+    );
+    let listed: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["status"], "contained");
+    let (json, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &["incidents", "list", "--json", "--severity", "critical"],
+        true,
+    );
+    assert_eq!(json.trim(), "[]");
+    let (json, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &["incidents", "list", "--json", "--status", "failed"],
+        true,
+    );
+    assert_eq!(json.trim(), "[]");
+    let (shown, _) = run_text(&emu, bucket, &topic, &["incidents", "show", &id], true);
+    assert!(shown.contains("DONE          isolate_instance"), "{shown}");
+    assert!(shown.contains("prior state:"), "{shown}");
+    assert!(
+        shown.contains(&format!("firebreak release {id}")),
+        "{shown}"
+    );
+
+    let (held, _) = run_text(&emu, bucket, &topic, &["blocks"], true);
+    let row = held
+        .lines()
+        .find(|l| l.starts_with(&nacl))
+        .unwrap_or_else(|| panic!("{held}"));
+    for word in ["ingress", "198.51.100.77/32", id.as_str(), "in_place"] {
+        assert!(row.contains(word), "`{word}` not in `{row}`");
+    }
+
+    // Refusals: one line, nothing on stdout, nothing released.
+    let (stdout, stderr) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &["incidents", "list", "--since", "yesterday"],
+        false,
+    );
+    assert!(
+        stdout.is_empty() && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("--since `yesterday`"), "{stderr}");
+    let (stdout, stderr) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &[
+            "release",
+            "fb-00000000000000000000",
+            "--reason",
+            "test",
+            "--by",
+            "alice",
+        ],
+        false,
+    );
+    assert!(
+        stderr.contains("no record of incident fb-00000000000000000000"),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    let (json, _) = run_text(&emu, bucket, &topic, &["incidents", "list", "--json"], true);
+    assert_eq!(
+        serde_json::from_str::<Value>(&json)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing recorded for a mistyped id: {json}"
+    );
+    assert_eq!(support::deny_entries(&ec2, &nacl, false).await.len(), 1);
+
+    let (released, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &[
+            "release",
+            &id,
+            "--reason",
+            "false positive: pen test",
+            "--by",
+            "oncall-alice",
+        ],
+        true,
+    );
+    assert!(released.contains("DONE"), "{released}");
+    assert!(support::deny_entries(&ec2, &nacl, false).await.is_empty());
+    assert_eq!(groups().await, before);
+    let (json, _) = run_text(&emu, bucket, &topic, &["incidents", "list", "--json"], true);
+    let listed: Value = serde_json::from_str(&json).unwrap();
+    let find = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find(&id)["status"], "released", "{listed:#}");
+    // The release is an incident of its own, with who asked and why.
+    let release = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["incident_type"] == "COMMAND:RELEASE")
+        .unwrap_or_else(|| panic!("{listed:#}"));
+    let (json, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &[
+            "incidents",
+            "show",
+            "--json",
+            release["id"].as_str().unwrap(),
+        ],
+        true,
+    );
+    let shown: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        shown["incident"]["evidence"]["requested_by"], "oncall-alice",
+        "{shown:#}"
+    );
+    assert_eq!(
+        shown["incident"]["evidence"]["reason"], "false positive: pen test",
+        "{shown:#}"
+    );
+    let (held, _) = run_text(&emu, bucket, &topic, &["blocks"], true);
+    assert_eq!(held.trim(), "Firebreak holds no blocks");
 }

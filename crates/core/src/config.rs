@@ -105,7 +105,44 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
         "SNS topic for HIGH and CRITICAL",
     ),
+    (
+        "FIREBREAK_NOTICE_FORMAT",
+        "`text` (e-mail, SMS, SQS) or `chatbot` (AWS Chatbot: Slack, Teams)",
+    ),
+    (
+        "FIREBREAK_MEMBER_ROLE_NAME",
+        "role Firebreak assumes to act in another account of the organisation",
+    ),
+    (
+        "FIREBREAK_MEMBER_ACCOUNTS",
+        "accounts it may act in through that role (all when unset)",
+    ),
 ];
+
+/// How notices are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeFormat {
+    /// A subject and a plain-text body: e-mail, SMS, a queue.
+    #[default]
+    Text,
+    /// AWS Chatbot's custom notification (JSON), which it renders in Slack,
+    /// Microsoft Teams and Amazon Chime.
+    Chatbot,
+}
+
+impl NoticeFormat {
+    fn parse(name: &str, s: &str) -> Result<NoticeFormat, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(NoticeFormat::Text),
+            "chatbot" => Ok(NoticeFormat::Chatbot),
+            other => Err(ConfigError::Value {
+                name: name.into(),
+                message: format!("`{other}` is not a notice format (text or chatbot)"),
+            }),
+        }
+    }
+}
 
 /// Firebreak's settings.
 #[derive(Debug, Clone)]
@@ -145,6 +182,14 @@ pub struct Config {
     pub team_topic_arn: Option<String>,
     /// SNS topic for stakeholders (HIGH and CRITICAL).
     pub stakeholder_topic_arn: Option<String>,
+    /// How notices are written.
+    pub notice_format: NoticeFormat,
+    /// The role (name, optionally with a path) Firebreak assumes in an
+    /// incident's own account when that is not the account it runs in.
+    /// Unset: incidents elsewhere are recorded and notified only.
+    pub member_role_name: Option<String>,
+    /// The accounts it may assume that role in; empty means any.
+    pub member_accounts: Vec<String>,
     /// The blast-radius budget.
     pub budget: Budget,
     /// Seconds a claim on an action holds before another delivery may take
@@ -245,6 +290,9 @@ impl Default for Config {
             records_kms_key_id: None,
             team_topic_arn: None,
             stakeholder_topic_arn: None,
+            notice_format: NoticeFormat::Text,
+            member_role_name: None,
+            member_accounts: Vec::new(),
             budget: Budget::default(),
             claim_ttl_seconds: 120,
             claim_wait_seconds: 20,
@@ -274,6 +322,9 @@ struct PolicyFile {
     records_kms_key_id: Option<String>,
     team_topic_arn: Option<String>,
     stakeholder_topic_arn: Option<String>,
+    notice_format: Option<NoticeFormat>,
+    member_role_name: Option<String>,
+    member_accounts: Option<Vec<String>>,
     budget: Option<BTreeMap<String, u32>>,
     claim_ttl_seconds: Option<u32>,
     claim_wait_seconds: Option<u32>,
@@ -393,6 +444,9 @@ impl Config {
         self.stakeholder_topic_arn = f
             .stakeholder_topic_arn
             .or(self.stakeholder_topic_arn.take());
+        set(&mut self.notice_format, f.notice_format);
+        self.member_role_name = f.member_role_name.or(self.member_role_name.take());
+        set(&mut self.member_accounts, f.member_accounts);
         if let Some(s) = f.severity {
             set(&mut self.severity.alarm_default, s.alarm_default);
             if let Some(p) = s.alarm_patterns {
@@ -486,6 +540,14 @@ impl Config {
         self.team_topic_arn = opt(get("FIREBREAK_TEAM_TOPIC_ARN")).or(self.team_topic_arn.take());
         self.stakeholder_topic_arn =
             opt(get("FIREBREAK_STAKEHOLDER_TOPIC_ARN")).or(self.stakeholder_topic_arn.take());
+        if let Some(v) = get("FIREBREAK_NOTICE_FORMAT") {
+            self.notice_format = NoticeFormat::parse("FIREBREAK_NOTICE_FORMAT", &v)?;
+        }
+        self.member_role_name =
+            opt(get("FIREBREAK_MEMBER_ROLE_NAME")).or(self.member_role_name.take());
+        if let Some(v) = get("FIREBREAK_MEMBER_ACCOUNTS") {
+            self.member_accounts = list(&v);
+        }
         Ok(())
     }
 
@@ -526,6 +588,27 @@ impl Config {
                     self.log_retention_days, RETENTION_DAYS
                 ),
             );
+        }
+        if let Some(role) = &self.member_role_name {
+            // A name, or path/name: what goes after `:role/` in the ARN.
+            let name = role.rsplit('/').next().unwrap_or_default();
+            let path_ok = role
+                .split('/')
+                .all(|p| !p.is_empty() && crate::ids::is_iam_name(p));
+            if !path_ok || name.len() > 64 {
+                return bad(
+                    "member_role_name",
+                    format!("`{role}` is not an IAM role name (or path/name)"),
+                );
+            }
+        }
+        for acct in &self.member_accounts {
+            if !crate::ids::is_account_id(acct) {
+                return bad(
+                    "member_accounts",
+                    format!("`{acct}` is not a 12-digit account id"),
+                );
+            }
         }
         if self.max_blocks_per_incident == 0 {
             return bad("max_blocks_per_incident", "must be at least 1".into());
@@ -638,6 +721,52 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn organisation_and_notice_settings_are_read_and_checked() {
+        let file = "member_role_name = \"firebreak-member\"\nmember_accounts = [\"444455556666\"]\nnotice_format = \"chatbot\"\n";
+        let cfg = Config::load(&vars(&[]), Some(("p.toml", file))).unwrap();
+        assert_eq!(cfg.member_role_name.as_deref(), Some("firebreak-member"));
+        assert_eq!(cfg.member_accounts, vec!["444455556666".to_string()]);
+        assert_eq!(cfg.notice_format, NoticeFormat::Chatbot);
+        let cfg = Config::load(
+            &vars(&[
+                ("FIREBREAK_MEMBER_ROLE_NAME", "security/firebreak-member"),
+                ("FIREBREAK_MEMBER_ACCOUNTS", "111111111111, 222222222222"),
+                ("FIREBREAK_NOTICE_FORMAT", "TEXT"),
+            ]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.member_role_name.as_deref(),
+            Some("security/firebreak-member")
+        );
+        assert_eq!(cfg.member_accounts.len(), 2);
+        assert_eq!(cfg.notice_format, NoticeFormat::Text);
+        let defaults = Config::load(&vars(&[]), None).unwrap();
+        assert_eq!(defaults.member_role_name, None);
+        assert_eq!(defaults.notice_format, NoticeFormat::Text);
+        for (k, v, needle) in [
+            (
+                "FIREBREAK_MEMBER_ROLE_NAME",
+                "has space",
+                "not an IAM role name",
+            ),
+            ("FIREBREAK_MEMBER_ROLE_NAME", "a//b", "not an IAM role name"),
+            (
+                "FIREBREAK_MEMBER_ACCOUNTS",
+                "12345",
+                "not a 12-digit account id",
+            ),
+            ("FIREBREAK_NOTICE_FORMAT", "slack", "not a notice format"),
+        ] {
+            let err = Config::load(&vars(&[(k, v)]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{k}={v}: {err}");
+        }
     }
 
     #[test]

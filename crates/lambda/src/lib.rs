@@ -110,6 +110,9 @@ pub struct State {
     /// The account the credentials act in: asked of STS at start-up
     /// without waiting for the answer, which the first event takes.
     account: Shared<BoxFuture<'static, Result<String, AwsError>>>,
+    /// Made at the first event and kept: the member-account roles and
+    /// clients it opens last as long as the process.
+    executor: tokio::sync::OnceCell<Executor>,
 }
 
 impl std::fmt::Debug for State {
@@ -139,29 +142,34 @@ impl State {
             cfg,
             clients,
             account,
+            executor: tokio::sync::OnceCell::new(),
         })
     }
 
     /// The executor for this invocation. A failed STS answer at start-up
     /// is asked again (per invocation) rather than kept.
-    async fn executor(&self) -> Result<Executor, Failure> {
-        let account = match self.account.clone().await {
-            Ok(a) => a,
-            Err(_) => firebreak_aws::execute::caller_account(self.clients.sts.clone())
-                .await
-                .map_err(Failure::from_aws)?,
-        };
-        Ok(Executor::for_account(
-            self.clients.clone(),
-            self.cfg.clone(),
-            account,
-        ))
+    async fn executor(&self) -> Result<&Executor, Failure> {
+        self.executor
+            .get_or_try_init(|| async {
+                let account = match self.account.clone().await {
+                    Ok(a) => a,
+                    Err(_) => firebreak_aws::execute::caller_account(self.clients.sts.clone())
+                        .await
+                        .map_err(Failure::from_aws)?,
+                };
+                Ok(Executor::for_account(
+                    self.clients.clone(),
+                    self.cfg.clone(),
+                    account,
+                ))
+            })
+            .await
     }
 
     /// One invocation.
     pub async fn handle(&self, payload: &Value) -> Result<Value, Failure> {
         if self.function == Function::Expirer {
-            return self.expire().await;
+            return Box::pin(self.expire()).await;
         }
         // The runtime logs a returned failure; no second log line here.
         let bytes = serde_json::to_vec(payload).map_err(|e| Failure::new(Failure::BadInput, e))?;
@@ -169,7 +177,9 @@ impl State {
             plan_event(&bytes, &self.cfg).map_err(|e| Failure::new(Failure::BadInput, e))?;
         check_source(self.function, &plans)?;
         let executor = self.executor().await?;
-        let response = firebreak_aws::respond(&executor, &plans).await;
+        // Boxed: the whole response future inline makes the functions' main
+        // future deeper than rustc lays out by default.
+        let response = Box::pin(firebreak_aws::respond(executor, &plans)).await;
         for r in &response.incidents {
             info!(incident_id = %r.id, actions = r.actions.len(), failed = r.failed().len(), "incident handled");
         }

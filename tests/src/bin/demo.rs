@@ -191,6 +191,34 @@ async fn main() {
         incidents,
         listed.len()
     );
+    // What a responder reads back with the CLI, against the same account.
+    let cli = |args: &[&str]| {
+        let exe = std::env::current_exe().unwrap().with_file_name("firebreak");
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .envs(&settings)
+            .env("AWS_ENDPOINT_URL", &emu.url)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output();
+        println!("\n== firebreak {}", args.join(" "));
+        match out {
+            Ok(o) => {
+                for line in String::from_utf8_lossy(&o.stdout).lines() {
+                    println!("   {line}");
+                }
+                for line in String::from_utf8_lossy(&o.stderr).lines() {
+                    println!("   {line}");
+                }
+            }
+            Err(e) => println!("   could not run the CLI: {e}"),
+        }
+    };
+    cli(&["incidents", "list"]);
+    cli(&["blocks"]);
+
     let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
     let notices = support::notices(&sqs, &s.topics.queue_url).await;
     println!(

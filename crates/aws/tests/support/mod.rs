@@ -16,6 +16,9 @@ use aws_sdk_s3::config::Credentials;
 /// The emulated account: the one the sample events in `events/` name.
 pub const ACCOUNT: &str = "111122223333";
 
+/// The account moto acts in for credentials it did not issue.
+pub const MOTO_DEFAULT_ACCOUNT: &str = "123456789012";
+
 /// A running moto server.
 #[derive(Debug)]
 pub struct Emulator {
@@ -125,18 +128,34 @@ impl Emulator {
     /// server took between our probe and moto's bind makes moto exit: then
     /// it is started again on a new port.
     pub fn start() -> Emulator {
+        Emulator::start_with(Some(ACCOUNT))
+    }
+
+    /// An emulator of several accounts: requests act in the account their
+    /// access key belongs to (an assumed role's key: the role's account),
+    /// and in [`MOTO_DEFAULT_ACCOUNT`] otherwise. (A fixed MOTO_ACCOUNT_ID
+    /// would override every key.)
+    pub fn start_organisation() -> Emulator {
+        Emulator::start_with(None)
+    }
+
+    fn start_with(account: Option<&str>) -> Emulator {
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
-            let mut child = Command::new("timeout")
-                .arg("900")
+            let mut cmd = Command::new("timeout");
+            cmd.arg("900")
                 .args(moto_command())
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env_remove("MOTO_ACCOUNT_ID");
+            if let Some(a) = account {
                 // The account of the sample events, so they run unchanged.
-                .env("MOTO_ACCOUNT_ID", ACCOUNT)
+                cmd.env("MOTO_ACCOUNT_ID", a);
+            }
+            let mut child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -532,4 +551,83 @@ pub async fn notices(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<serde_js
         }
     }
     out
+}
+
+/// Validates every object in the bucket against the published schema with
+/// a real JSON Schema validator (the venv's `jsonschema`).
+pub async fn assert_records_match_schema(s3: &aws_sdk_s3::Client, bucket: &str) {
+    let dir =
+        std::env::temp_dir().join(format!("firebreak-schema-{bucket}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = object_keys(s3, bucket, "").await;
+    assert!(!keys.is_empty());
+    for (n, key) in keys.iter().enumerate() {
+        let body = object_bytes(s3, bucket, key).await;
+        std::fs::write(dir.join(format!("{n:03}.json")), &body).unwrap();
+    }
+    let schema = workspace_root().join("crates/aws/schema/incident-record.v1.schema.json");
+    let script = r#"
+import glob, json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+v = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+files = sorted(glob.glob(sys.argv[2] + "/*.json"))
+bad = 0
+for f in files:
+    for e in v.iter_errors(json.load(open(f))):
+        bad += 1
+        print(f, e.message[:300])
+print("checked", len(files))
+sys.exit(1 if bad else 0)
+"#;
+    let out = std::process::Command::new(venv_python())
+        .args(["-c", script])
+        .arg(&schema)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "records do not match the schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("checked {}", keys.len())));
+}
+
+/// The SSH brute-force sample finding, aimed at `instance` in `subnet` of `vpc`.
+pub fn brute_force_on(instance: &str, subnet: &str, vpc: &str) -> serde_json::Value {
+    let path = workspace_root().join("events/guardduty-ssh-brute-force.json");
+    let mut ev: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let details = &mut ev["detail"]["resource"]["instanceDetails"];
+    details["instanceId"] = instance.into();
+    details["networkInterfaces"][0]["subnetId"] = subnet.into();
+    details["networkInterfaces"][0]["vpcId"] = vpc.into();
+    ev
+}
+
+/// The ids of the security groups of `instance`'s interfaces, sorted.
+pub async fn eni_group_ids(ec2: &aws_sdk_ec2::Client, instance: &str) -> Vec<String> {
+    let mut g: Vec<String> = eni_groups(ec2, instance)
+        .await
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    g.sort();
+    g
+}
+
+/// Whether `instance` has termination protection on.
+pub async fn termination_protected(ec2: &aws_sdk_ec2::Client, instance: &str) -> bool {
+    ec2.describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap()
+        .disable_api_termination()
+        .unwrap()
+        .value()
+        .unwrap()
 }

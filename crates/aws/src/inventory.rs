@@ -1,0 +1,622 @@
+//! What Firebreak has done and still holds, read back for the people on
+//! call: the incidents in the records bucket, one incident in full, and the
+//! deny entries it holds in each network ACL (checked against the NACL
+//! itself, which is the truth).
+//!
+//! A listing reads one paged `ListObjectsV2` of the incidents in the time
+//! range, takes each action's state from its object names alone, and reads
+//! only each `incident.json` (sixteen at a time).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use firebreak_core::Severity;
+use futures_util::stream::{self, StreamExt};
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::AwsError;
+use crate::execute::Executor;
+use crate::outcome::ActionOutcome;
+use crate::place::Unreachable;
+use crate::record::{BlockMarker, RecordStore};
+
+/// Reads in flight at once while listing.
+const READS_AT_ONCE: usize = 16;
+
+/// How an incident stands, from its action objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// A containment action failed and has not been completed since.
+    Failed,
+    /// The budget held an action back for a human.
+    Held,
+    /// A delivery holds a claim and no outcome is recorded yet.
+    InProgress,
+    /// A responder released (some of) what Firebreak did.
+    Released,
+    /// Containment is done.
+    Contained,
+    /// A dry run: nothing was changed.
+    DryRun,
+    /// Recorded and notified; nothing to contain, or it was refused.
+    Recorded,
+}
+
+impl IncidentStatus {
+    /// The word the table shows and `--status` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Failed => "FAILED",
+            IncidentStatus::Held => "HELD",
+            IncidentStatus::InProgress => "in-progress",
+            IncidentStatus::Released => "released",
+            IncidentStatus::Contained => "contained",
+            IncidentStatus::DryRun => "dry-run",
+            IncidentStatus::Recorded => "recorded",
+        }
+    }
+
+    /// Every status, for parsing and help.
+    pub const ALL: [IncidentStatus; 7] = [
+        IncidentStatus::Failed,
+        IncidentStatus::Held,
+        IncidentStatus::InProgress,
+        IncidentStatus::Released,
+        IncidentStatus::Contained,
+        IncidentStatus::DryRun,
+        IncidentStatus::Recorded,
+    ];
+
+    /// Parses a status word, in any case.
+    pub fn parse(s: &str) -> Option<IncidentStatus> {
+        IncidentStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// One containment action of an incident, as its object names tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionState {
+    /// The action kind (`block_ip`, …).
+    pub kind: String,
+    /// `done`, `failed`, `held`, `skipped` or `in_progress`.
+    pub state: &'static str,
+}
+
+/// One line of `firebreak incidents list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentSummary {
+    /// The incident id.
+    pub id: String,
+    /// When it was first recorded.
+    pub recorded_at: Option<String>,
+    /// Its severity.
+    pub severity: Option<Severity>,
+    /// What it is.
+    pub incident_type: String,
+    /// `guardduty`, `cloudwatch_alarm` or `manual`.
+    pub source: String,
+    /// Its account.
+    pub account: Option<String>,
+    /// Its region.
+    pub region: Option<String>,
+    /// How it stands.
+    pub status: IncidentStatus,
+    /// Its containment actions.
+    pub actions: Vec<ActionState>,
+    /// The releases that undid some of it.
+    pub released_by: Vec<String>,
+    /// Its record prefix (`s3://bucket/incidents/dt=…/<id>/`).
+    pub record: String,
+}
+
+/// What a listing keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Recorded at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub until: Option<DateTime<Utc>>,
+    /// At least this severe.
+    pub min_severity: Option<Severity>,
+    /// Only these.
+    pub status: Option<IncidentStatus>,
+    /// Only this account.
+    pub account: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, s: &IncidentSummary) -> bool {
+        let at = s
+            .recorded_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        self.since.is_none_or(|t| at.is_some_and(|a| a >= t))
+            && self.until.is_none_or(|t| at.is_some_and(|a| a < t))
+            && self
+                .min_severity
+                .is_none_or(|m| s.severity.is_some_and(|v| v >= m))
+            && self.status.is_none_or(|x| x == s.status)
+            && self
+                .account
+                .as_ref()
+                .is_none_or(|a| s.account.as_ref() == Some(a))
+    }
+}
+
+/// One incident in full: `firebreak incidents show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentDetail {
+    /// The record prefix.
+    pub record: String,
+    /// `incident.json`.
+    pub incident: Value,
+    /// Every outcome kept: final ones, failed attempts, refusals, holds.
+    pub outcomes: Vec<ActionOutcome>,
+    /// The releases of it.
+    pub releases: Vec<Value>,
+}
+
+/// One deny entry in Firebreak's ledger, and whether the NACL still has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldBlock {
+    /// The ledger entry.
+    #[serde(flatten)]
+    pub marker: BlockMarker,
+    /// `in_place`, `gone` (lifted or replaced outside Firebreak; the
+    /// expirer clears the marker) or `unknown` (the NACL could not be read).
+    pub state: &'static str,
+    /// Why it is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The state of one action name from the object names under its incident.
+fn name_state(names: &BTreeMap<String, Vec<&'static str>>) -> Vec<(String, &'static str)> {
+    names
+        .iter()
+        .map(|(name, seen)| {
+            let state = ["done", "failed", "held", "skipped", "in_progress"]
+                .into_iter()
+                .find(|s| seen.contains(s))
+                .unwrap_or("in_progress");
+            (name.clone(), state)
+        })
+        .collect()
+}
+
+/// What an object name under an incident says, as (action name, state).
+fn classify(rest: &str) -> Option<(String, &'static str)> {
+    if let Some(file) = rest.strip_prefix("actions/") {
+        let file = file.strip_suffix(".json")?;
+        if let Some((name, _)) = file.split_once(".failed-") {
+            return Some((name.to_string(), "failed"));
+        }
+        if let Some(name) = file.strip_suffix(".held") {
+            return Some((name.to_string(), "held"));
+        }
+        if let Some(name) = file.strip_suffix(".skipped") {
+            return Some((name.to_string(), "skipped"));
+        }
+        return Some((file.to_string(), "done"));
+    }
+    let name = rest.strip_prefix("claims/")?.strip_suffix(".json")?;
+    Some((name.to_string(), "in_progress"))
+}
+
+/// The incident's objects, grouped: `(date, id) → names after the id`.
+type Grouped = BTreeMap<(String, String), Vec<String>>;
+
+fn group(keys: &[String]) -> Grouped {
+    let mut out: Grouped = BTreeMap::new();
+    for k in keys {
+        let Some(rest) = k.strip_prefix("incidents/dt=") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (Some(date), Some(id), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        out.entry((date.to_string(), id.to_string()))
+            .or_default()
+            .push(tail.to_string());
+    }
+    out
+}
+
+fn summarise(
+    bucket: &str,
+    date: &str,
+    id: &str,
+    tails: &[String],
+    record: &Value,
+) -> IncidentSummary {
+    let mut names: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    let mut released_by = Vec::new();
+    for t in tails {
+        if let Some(r) = t
+            .strip_prefix("released/")
+            .and_then(|r| r.strip_suffix(".json"))
+        {
+            released_by.push(r.to_string());
+        } else if let Some((name, state)) = classify(t) {
+            names.entry(name).or_default().push(state);
+        }
+    }
+    let actions: Vec<ActionState> = name_state(&names)
+        .into_iter()
+        .filter_map(|(name, state)| {
+            let kind = name.split('-').next().unwrap_or_default().to_string();
+            (!kind.starts_with("notify_")).then_some(ActionState { kind, state })
+        })
+        .collect();
+    let has = |s: &str| actions.iter().any(|a| a.state == s);
+    let dry_run = record["dry_run"].as_bool().unwrap_or(false);
+    let status = if has("failed") {
+        IncidentStatus::Failed
+    } else if has("held") {
+        IncidentStatus::Held
+    } else if has("in_progress") {
+        IncidentStatus::InProgress
+    } else if !released_by.is_empty() {
+        IncidentStatus::Released
+    } else if has("done") {
+        IncidentStatus::Contained
+    } else if dry_run {
+        IncidentStatus::DryRun
+    } else {
+        IncidentStatus::Recorded
+    };
+    let text = |k: &str| record[k].as_str().map(str::to_string);
+    IncidentSummary {
+        id: id.to_string(),
+        recorded_at: text("recorded_at"),
+        severity: serde_json::from_value(record["severity"].clone()).ok(),
+        incident_type: text("type").unwrap_or_else(|| "-".into()),
+        source: text("source").unwrap_or_else(|| "-".into()),
+        account: text("account"),
+        region: text("region"),
+        status,
+        actions,
+        released_by,
+        record: format!("s3://{bucket}/incidents/dt={date}/{id}/"),
+    }
+}
+
+impl Executor {
+    fn store(&self) -> Result<&RecordStore, AwsError> {
+        self.records().ok_or_else(|| {
+            AwsError::local(
+                "ListObjectsV2",
+                "NoRecords",
+                "FIREBREAK_RECORDS_BUCKET is not set: there are no records to read",
+            )
+        })
+    }
+
+    /// The incidents the filter keeps, newest first. `progress(done, total)`
+    /// is called as each record is read.
+    pub async fn incidents(
+        &self,
+        filter: &Filter,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<IncidentSummary>, AwsError> {
+        let store = self.store()?;
+        // Records are filed by the incident's (first-seen) date, which may
+        // be a little before it was recorded: list from the day before.
+        let from = filter
+            .since
+            .map(|t| (t - TimeDelta::days(1)).format("%Y-%m-%d").to_string());
+        let keys = store
+            .list_after("incidents/", from.map(|d| format!("incidents/dt={d}")))
+            .await?;
+        let grouped = group(&keys);
+        let total = grouped.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let read = stream::iter(grouped.iter().map(|((date, id), tails)| {
+            let done = &done;
+            async move {
+                let key = format!("incidents/dt={date}/{id}/incident.json");
+                let record = if tails.iter().any(|t| t == "incident.json") {
+                    store.get_json::<Value>(&key).await?.unwrap_or_default()
+                } else {
+                    Value::Null
+                };
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(n, total);
+                Ok::<_, AwsError>(summarise(store.bucket(), date, id, tails, &record))
+            }
+        }))
+        .buffer_unordered(READS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+        let mut out = Vec::with_capacity(read.len());
+        for r in read {
+            let s = r?;
+            if filter.keeps(&s) {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| b.recorded_at.cmp(&a.recorded_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// True when the incident is recorded here (one read of its index entry).
+    pub async fn incident_exists(&self, id: &str) -> Result<bool, AwsError> {
+        Ok(self.store()?.find_prefix(id).await?.is_some())
+    }
+
+    /// One incident in full, if it is recorded here.
+    pub async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>, AwsError> {
+        let store = self.store()?;
+        let Some(prefix) = store.find_prefix(id).await? else {
+            return Ok(None);
+        };
+        let keys = store.list(&prefix).await?;
+        let reads = keys.iter().map(|k| async move {
+            Ok::<_, AwsError>((k.clone(), store.get_json::<Value>(k).await?))
+        });
+        let mut incident = Value::Null;
+        let mut outcomes = Vec::new();
+        let mut releases = Vec::new();
+        for r in stream::iter(reads)
+            .buffered(READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+        {
+            let (key, body) = r?;
+            let Some(body) = body else { continue };
+            let rest = &key[prefix.len()..];
+            if rest == "incident.json" {
+                incident = body;
+            } else if rest.starts_with("actions/") {
+                if let Ok(o) = serde_json::from_value::<ActionOutcome>(body) {
+                    outcomes.push(o);
+                }
+            } else if rest.starts_with("released/") {
+                releases.push(body);
+            }
+        }
+        outcomes.sort_by(|a, b| a.index.cmp(&b.index).then(a.at.cmp(&b.at)));
+        Ok(Some(IncidentDetail {
+            record: format!("s3://{}/{prefix}", store.bucket()),
+            incident,
+            outcomes,
+            releases,
+        }))
+    }
+
+    /// Every deny entry in the ledger, each checked against its NACL (one
+    /// DescribeNetworkAcls per account and region).
+    pub async fn blocks(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<HeldBlock>, AwsError> {
+        let store = self.store()?;
+        let markers = store.markers().await?;
+        let mut by_place: HashMap<(Option<String>, Option<String>), Vec<BlockMarker>> =
+            HashMap::new();
+        for (_, m) in markers {
+            by_place
+                .entry((m.account.clone(), m.region.clone()))
+                .or_default()
+                .push(m);
+        }
+        let total = by_place.len();
+        let mut out = Vec::new();
+        for (n, ((account, region), ms)) in by_place.into_iter().enumerate() {
+            let entries = match self
+                .for_place(account.as_deref(), region.as_deref(), "blocks")
+                .await
+            {
+                Ok(here) => {
+                    let mut ids: Vec<String> =
+                        ms.iter().map(|m| m.network_acl_id.clone()).collect();
+                    ids.sort();
+                    ids.dedup();
+                    here.nacl_entries(&ids).await
+                }
+                Err(Unreachable::Failed(e)) => Err(e),
+                Err(Unreachable::NotHere(why)) => {
+                    Err(AwsError::local("DescribeNetworkAcls", "NotReachable", why))
+                }
+            };
+            for m in ms {
+                let (state, error) = match &entries {
+                    Ok(e) => {
+                        let here = m.cidr.parse::<IpNet>().ok().is_some_and(|c| {
+                            e.iter().any(|(acl, egress, rule, cidr)| {
+                                *acl == m.network_acl_id
+                                    && *egress == m.egress
+                                    && *rule == m.rule_number
+                                    && *cidr == c
+                            })
+                        });
+                        (if here { "in_place" } else { "gone" }, None)
+                    }
+                    Err(e) => ("unknown", Some(e.to_string())),
+                };
+                out.push(HeldBlock {
+                    marker: m,
+                    state,
+                    error,
+                });
+            }
+            progress(n + 1, total);
+        }
+        out.sort_by(|a, b| {
+            (
+                &a.marker.network_acl_id,
+                a.marker.egress,
+                a.marker.rule_number,
+            )
+                .cmp(&(
+                    &b.marker.network_acl_id,
+                    b.marker.egress,
+                    b.marker.rule_number,
+                ))
+        });
+        Ok(out)
+    }
+}
+
+/// The date a `--since` like `7d`, `12h`, `30m` or `2026-11-20` names.
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Some((n, unit)) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)) {
+        if let Ok(n) = n.parse::<i64>() {
+            let d = match unit {
+                "d" => TimeDelta::try_days(n),
+                "h" => TimeDelta::try_hours(n),
+                "m" => TimeDelta::try_minutes(n),
+                _ => None,
+            };
+            if let Some(d) = d {
+                return now.checked_sub_signed(d);
+            }
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_give_each_action_its_state() {
+        let tails: Vec<String> = [
+            "incident.json",
+            "actions/block_ip-198.51.100.7_32-abc.json",
+            "actions/block_ip-198.51.100.7_32-abc.failed-20261122T030000000Z.json",
+            "claims/block_ip-198.51.100.7_32-abc.json",
+            "actions/isolate_instance-i-0abc-def.failed-20261122T030000000Z.json",
+            "claims/isolate_instance-i-0abc-def.json",
+            "actions/notify_team-0123.json",
+        ]
+        .map(String::from)
+        .to_vec();
+        let record = serde_json::json!({"severity": "HIGH", "type": "UnauthorizedAccess:EC2/SSHBruteForce", "recorded_at": "2026-11-22T03:00:00.000Z", "account": "123456789012"});
+        let s = summarise("b", "2026-11-22", "fb-1", &tails, &record);
+        assert_eq!(
+            s.actions,
+            vec![
+                ActionState {
+                    kind: "block_ip".into(),
+                    state: "done"
+                },
+                ActionState {
+                    kind: "isolate_instance".into(),
+                    state: "failed"
+                },
+            ]
+        );
+        assert_eq!(s.status, IncidentStatus::Failed);
+        assert_eq!(s.severity, Some(Severity::High));
+        assert_eq!(s.record, "s3://b/incidents/dt=2026-11-22/fb-1/");
+
+        // Once the isolation is done, and then released.
+        let mut later = tails.clone();
+        later.push("actions/isolate_instance-i-0abc-def.json".into());
+        assert_eq!(
+            summarise("b", "d", "fb-1", &later, &record).status,
+            IncidentStatus::Contained
+        );
+        later.push("released/fb-2.json".into());
+        let s = summarise("b", "d", "fb-1", &later, &record);
+        assert_eq!(s.status, IncidentStatus::Released);
+        assert_eq!(s.released_by, vec!["fb-2".to_string()]);
+
+        // A claim with nothing else: a delivery is at it (or died at it).
+        let busy = vec![
+            "incident.json".to_string(),
+            "claims/block_ip-x-1.json".to_string(),
+        ];
+        assert_eq!(
+            summarise("b", "d", "fb-3", &busy, &record).status,
+            IncidentStatus::InProgress
+        );
+    }
+
+    #[test]
+    fn filters_keep_what_they_say() {
+        let record = serde_json::json!({"severity": "MEDIUM", "recorded_at": "2026-11-22T03:00:00.000Z", "account": "111111111111"});
+        let s = summarise("b", "d", "fb-1", &["incident.json".to_string()], &record);
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        assert!(Filter::default().keeps(&s));
+        assert!(Filter {
+            min_severity: Some(Severity::Medium),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(!Filter {
+            min_severity: Some(Severity::High),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(Filter {
+            since: Some(at("2026-11-22T02:00:00Z")),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(!Filter {
+            since: Some(at("2026-11-22T04:00:00Z")),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(!Filter {
+            until: Some(at("2026-11-22T03:00:00Z")),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(Filter {
+            status: Some(IncidentStatus::Recorded),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(!Filter {
+            status: Some(IncidentStatus::Failed),
+            ..Filter::default()
+        }
+        .keeps(&s));
+        assert!(!Filter {
+            account: Some("222222222222".into()),
+            ..Filter::default()
+        }
+        .keeps(&s));
+    }
+
+    #[test]
+    fn since_takes_durations_dates_and_times() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t = |s: &str| parse_since(s, now).map(|t| t.to_rfc3339());
+        assert_eq!(t("7d").as_deref(), Some("2026-11-15T12:00:00+00:00"));
+        assert_eq!(t("12h").as_deref(), Some("2026-11-22T00:00:00+00:00"));
+        assert_eq!(t("30m").as_deref(), Some("2026-11-22T11:30:00+00:00"));
+        assert_eq!(
+            t("2026-11-20").as_deref(),
+            Some("2026-11-20T00:00:00+00:00")
+        );
+        assert_eq!(
+            t("2026-11-20T05:00:00Z").as_deref(),
+            Some("2026-11-20T05:00:00+00:00")
+        );
+        assert_eq!(t("yesterday"), None);
+        assert_eq!(t("7w"), None);
+        assert!(IncidentStatus::parse("failed") == Some(IncidentStatus::Failed));
+        assert!(IncidentStatus::parse("nope").is_none());
+    }
+}
