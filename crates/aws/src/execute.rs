@@ -762,29 +762,31 @@ impl Executor {
         )
         .await;
         let (earlier, record) = (earlier?, record?.unwrap_or_default());
-        // Undone where it was done: the record says where that was.
-        let (account, region) = match record.get("acted_in") {
-            Some(at) => (at["account"].as_str(), at["region"].as_str()),
-            None => (record["account"].as_str(), record["region"].as_str()),
-        };
-        let here = match self.for_place(account, region, release_id).await {
-            Ok(here) => here,
-            Err(Unreachable::Failed(e)) => return Err(e),
-            Err(Unreachable::NotHere(why)) => {
-                return Err(AwsError::local("Release", "NotReachable", why))
-            }
-        };
         let mut calls = vec!["GetObject".to_string(), "ListObjectsV2".to_string()];
         let mut undone = Vec::new();
         let mut notes = Vec::new();
         let mut first_error = None;
+        // What changed the account (not the record, a notice or a release).
         let wanted = |o: &ActionOutcome| {
             o.status == Status::Done
+                && o.kind.is_containment()
+                && o.kind != ActionKind::Release
                 && a.params
                     .action
                     .is_none_or(|n| usize::try_from(n).is_ok_and(|n| n == o.index))
         };
         let total = earlier.iter().filter(|o| wanted(o)).count();
+        // Undone where it was done, as the record says; a record without
+        // `acted_in` acted at home (written before there were member
+        // accounts) or nowhere. Nothing to undo: no place to reach.
+        let here = if total == 0 {
+            self.clone()
+        } else {
+            let at = &record["acted_in"];
+            self.for_place(at["account"].as_str(), at["region"].as_str(), release_id)
+                .await
+                .map_err(|why| why.into_error("Release"))?
+        };
         for (n, o) in earlier.iter().filter(|o| wanted(o)).enumerate() {
             self.progress
                 .step(n, total, &format!("{} {}", o.kind.as_str(), o.target));
@@ -1499,12 +1501,7 @@ impl Executor {
             {
                 Ok(here) => here,
                 Err(why) => {
-                    let err = match why {
-                        Unreachable::Failed(e) => e,
-                        Unreachable::NotHere(why) => {
-                            AwsError::local("ExpireBlocks", "NotReachable", why)
-                        }
-                    };
+                    let err = why.into_error("ExpireBlocks");
                     out.push(Expiry {
                         status: Status::Failed,
                         detail: err.to_string(),

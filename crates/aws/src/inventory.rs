@@ -19,7 +19,6 @@ use serde_json::Value;
 use crate::error::AwsError;
 use crate::execute::Executor;
 use crate::outcome::ActionOutcome;
-use crate::place::Unreachable;
 use crate::record::{BlockMarker, RecordStore};
 
 /// Reads in flight at once while listing.
@@ -276,7 +275,7 @@ fn summarise(
     IncidentSummary {
         id: id.to_string(),
         recorded_at: text("recorded_at"),
-        severity: serde_json::from_value(record["severity"].clone()).ok(),
+        severity: record["severity"].as_str().and_then(Severity::parse),
         incident_type: text("type").unwrap_or_else(|| "-".into()),
         source: text("source").unwrap_or_else(|| "-".into()),
         account: text("account"),
@@ -357,7 +356,18 @@ impl Executor {
         let Some(prefix) = store.find_prefix(id).await? else {
             return Ok(None);
         };
-        let keys = store.list(&prefix).await?;
+        // Claims are not shown: only the record, the outcomes, the releases.
+        let keys: Vec<String> = store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter(|k| {
+                let rest = &k[prefix.len()..];
+                rest == "incident.json"
+                    || rest.starts_with("actions/")
+                    || rest.starts_with("released/")
+            })
+            .collect();
         let reads = keys.iter().map(|k| async move {
             Ok::<_, AwsError>((k.clone(), store.get_json::<Value>(k).await?))
         });
@@ -421,10 +431,7 @@ impl Executor {
                     ids.dedup();
                     here.nacl_entries(&ids).await
                 }
-                Err(Unreachable::Failed(e)) => Err(e),
-                Err(Unreachable::NotHere(why)) => {
-                    Err(AwsError::local("DescribeNetworkAcls", "NotReachable", why))
-                }
+                Err(why) => Err(why.into_error("DescribeNetworkAcls")),
             };
             for m in ms {
                 let (state, error) = match &entries {

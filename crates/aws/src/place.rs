@@ -52,6 +52,17 @@ pub enum Unreachable {
     Failed(AwsError),
 }
 
+impl Unreachable {
+    /// As the error of `operation`, for callers that cannot go on without
+    /// the place (a release, the expirer, the block listing).
+    pub fn into_error(self, operation: &'static str) -> AwsError {
+        match self {
+            Unreachable::Failed(e) => e,
+            Unreachable::NotHere(why) => AwsError::local(operation, "NotReachable", why),
+        }
+    }
+}
+
 /// One place's entry, locked while its role is assumed.
 type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 

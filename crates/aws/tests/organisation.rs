@@ -278,12 +278,35 @@ async fn a_member_accounts_findings_are_contained_there_listed_and_released_back
 
     // Release: every changed resource back to its recorded prior state.
     let release = |id: &str, force: bool| serde_json::json!({"command": "release", "incident_id": id, "force": force, "requested_by": "oncall-alice", "reason": "org test"});
+    // The progress a terminal shows: each step of the undo, then the end.
+    let steps = Arc::new(std::sync::Mutex::new(Vec::<(usize, usize)>::new()));
+    let seen = steps.clone();
+    let releasing = exec
+        .clone()
+        .with_progress(firebreak_aws::Progress::new(move |n, total, _| {
+            seen.lock().unwrap().push((n, total))
+        }));
     for (r, force) in reports.iter().zip([true, false, false]) {
-        let rel = run_one(&exec, &cfg, &release(&r.id, force)).await;
+        let rel = run_one(&releasing, &cfg, &release(&r.id, force)).await;
         let a = action(&rel, ActionKind::Release);
         assert_eq!(a.status, Status::Done, "{rel:#?}");
         assert_eq!(a.prior_state["acted_in"]["account"], MEMBER, "{a:?}");
     }
+    // Brute force: block, isolation, snapshots (kept as evidence) — three
+    // steps and the end; the key and the role policy: one step each.
+    assert_eq!(
+        *steps.lock().unwrap(),
+        vec![
+            (0, 1),
+            (1, 1),
+            (0, 1),
+            (1, 1),
+            (0, 3),
+            (1, 3),
+            (2, 3),
+            (3, 3)
+        ]
+    );
     let states =
         support::key_states(&member.iam, "ci-deployer", std::slice::from_ref(member_key)).await;
     assert_eq!(
@@ -354,7 +377,7 @@ async fn a_finding_in_another_region_is_contained_and_expired_there() {
     let home = emu.clients().await;
     let team = bookkeeping(&home, "records-org-region").await;
     let west = home.in_region("us-west-2");
-    let (vpc, subnet, nacl) = support::vpc_with_subnet(&west.ec2).await;
+    let (_vpc, subnet, nacl) = support::vpc_with_subnet(&west.ec2).await;
     let (_, _, home_nacl) = support::vpc_with_subnet(&home.ec2).await;
     let cfg = config(&[
         ("FIREBREAK_RECORDS_BUCKET", "records-org-region"),
@@ -380,7 +403,6 @@ async fn a_finding_in_another_region_is_contained_and_expired_there() {
         rec["acted_in"],
         serde_json::json!({"account": HOME, "region": "us-west-2"})
     );
-    let _ = vpc;
 
     let held = exec.blocks(&|_, _| {}).await.unwrap();
     assert_eq!(held.len(), 1);

@@ -230,10 +230,7 @@ async fn incidents(cmd: IncidentsCmd) -> anyhow::Result<()> {
                 min_severity: severity
                     .as_deref()
                     .map(|s| {
-                        serde_json::from_value::<Severity>(
-                            serde_json::json!(s.to_ascii_uppercase()),
-                        )
-                        .with_context(|| {
+                        Severity::parse(s).with_context(|| {
                             format!("--severity `{s}`: expected low, medium, high or critical")
                         })
                     })

@@ -62,6 +62,13 @@ impl Severity {
         Severity::ALL[i as usize]
     }
 
+    /// The class a name means, in any case (`high`, `HIGH`).
+    pub fn parse(name: &str) -> Option<Severity> {
+        Severity::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+
     /// The uppercase name used in plans, records and notices.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -336,6 +343,16 @@ impl SeverityConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_parse_in_any_case_and_round_trip() {
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+            assert_eq!(Severity::parse(&s.as_str().to_lowercase()), Some(s));
+        }
+        assert_eq!(Severity::parse(" high "), Some(Severity::High));
+        assert_eq!(Severity::parse("severe"), None);
+    }
 
     #[test]
     fn guardduty_bands() {

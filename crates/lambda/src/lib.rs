@@ -169,7 +169,7 @@ impl State {
     /// One invocation.
     pub async fn handle(&self, payload: &Value) -> Result<Value, Failure> {
         if self.function == Function::Expirer {
-            return Box::pin(self.expire()).await;
+            return self.expire().await;
         }
         // The runtime logs a returned failure; no second log line here.
         let bytes = serde_json::to_vec(payload).map_err(|e| Failure::new(Failure::BadInput, e))?;
@@ -177,9 +177,7 @@ impl State {
             plan_event(&bytes, &self.cfg).map_err(|e| Failure::new(Failure::BadInput, e))?;
         check_source(self.function, &plans)?;
         let executor = self.executor().await?;
-        // Boxed: the whole response future inline makes the functions' main
-        // future deeper than rustc lays out by default.
-        let response = Box::pin(firebreak_aws::respond(executor, &plans)).await;
+        let response = firebreak_aws::respond(executor, &plans).await;
         for r in &response.incidents {
             info!(incident_id = %r.id, actions = r.actions.len(), failed = r.failed().len(), "incident handled");
         }
