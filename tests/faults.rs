@@ -8,6 +8,10 @@
 //! not make a second snapshot, claim or record; a fault that lasts ends in
 //! an error that names the call, the record says so, and the next delivery
 //! finishes the job.
+//!
+//! And with every call held a while, the order in which calls reach AWS
+//! shows what waits for what (the critical path `make bench-roundtrips`
+//! measures).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 use firebreak_aws::clients::Limits;
 use firebreak_aws::outcome::Status;
-use firebreak_aws::{respond, Clients, Executor, Response};
+use firebreak_aws::{respond, respond_asking, Clients, Executor, HomeAnswer, Response};
 use firebreak_core::{plan_event, ActionKind, Config};
 use firebreak_e2e::proxy::{Call, Fault, FaultProxy};
 use firebreak_e2e::support::{self, filter};
@@ -55,9 +59,21 @@ async fn rig() -> Rig {
 
 impl Rig {
     async fn deliver(&self, name: &str) -> Response {
-        let ev = self.local.seeded.event(name);
+        self.deliver_event(&self.local.seeded.event(name)).await
+    }
+
+    async fn deliver_event(&self, ev: &serde_json::Value) -> Response {
         let plans = plan_event(ev.to_string().as_bytes(), &self.cfg).unwrap();
         respond(&self.exec, &plans).await
+    }
+
+    /// Delivers `ev`, which must end without a failure, and the calls it
+    /// made, in the order they arrived.
+    async fn traced(&self, ev: &serde_json::Value) -> (Response, Vec<Call>) {
+        self.proxy.clear_seen();
+        let r = self.deliver_event(ev).await;
+        assert_eq!(r.failure(), None, "{:#?}", shown(&r));
+        (r, self.proxy.seen())
     }
 }
 
@@ -341,4 +357,219 @@ async fn with_the_records_bucket_down_nothing_is_changed_and_the_next_delivery_d
             .count(),
         1
     );
+}
+
+/// The calls as they arrived, for a failure message.
+fn order_of(seen: &[Call]) -> Vec<String> {
+    seen.iter()
+        .map(|c| format!("{} {}", c.op, c.path))
+        .collect()
+}
+
+/// The positions in `seen` of the calls `matches` picks.
+fn positions(seen: &[Call], matches: impl Fn(&Call) -> bool) -> Vec<usize> {
+    seen.iter()
+        .enumerate()
+        .filter(|(_, c)| matches(c))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The notices are claimed beside the first calls, so the team is told as
+/// soon as containment ends, with no claim between the last action and
+/// the publish; a budget counter that exists is read beside the attempt to
+/// create it; a block reads its NACL once, beside its claim, not again
+/// after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_claimed_ahead_budget_read_with_its_create_nacl_read_once() {
+    let rig = rig().await;
+    // Held long enough that what goes out at once arrives before anything
+    // that waits for an answer.
+    rig.proxy.delay_all(Some(Duration::from_millis(150)));
+
+    let (r, seen) = rig
+        .traced(&rig.local.seeded.event("guardduty-leaked-key.json"))
+        .await;
+    assert_eq!(status_of(&r, ActionKind::NotifyTeam), Status::Done);
+    let order = order_of(&seen);
+    let update = positions(&seen, op("iam", "UpdateAccessKey"));
+    let notice_claims = positions(&seen, |c| {
+        c.op == "PutObject" && c.path.contains("/claims/notify_")
+    });
+    let publishes = positions(&seen, op("sns", "Publish"));
+    assert_eq!(update.len(), 1, "{order:#?}");
+    assert_eq!(notice_claims.len(), 2, "team and stakeholders: {order:#?}");
+    assert_eq!(publishes.len(), 2, "{order:#?}");
+    assert!(
+        notice_claims.iter().all(|&i| i < update[0]),
+        "the notices are claimed before the key is touched: {order:#?}"
+    );
+    let claims_between = positions(&seen, |c| c.path.contains("/claims/"))
+        .into_iter()
+        .filter(|&i| i > update[0] && i < publishes[0])
+        .count();
+    assert_eq!(
+        claims_between, 0,
+        "nothing is claimed between the action and the notice: {order:#?}"
+    );
+
+    // A second key in the same budget window: the counter exists, and its
+    // read goes out with the attempt to create it, not after its refusal.
+    let mut ev = rig.local.seeded.event("guardduty-leaked-key.json");
+    ev["detail"]["id"] = "second-leaked-key".into();
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] =
+        rig.local.seeded.keys[1].clone().into();
+    let (r, seen) = rig.traced(&ev).await;
+    assert_eq!(status_of(&r, ActionKind::DeactivateAccessKey), Status::Done);
+    let order = order_of(&seen);
+    let budget =
+        |name: &'static str| positions(&seen, move |c| c.op == name && c.path.contains("/budget/"));
+    let (puts, gets) = (budget("PutObject"), budget("GetObject"));
+    assert_eq!(
+        (puts.len(), gets.len()),
+        (2, 1),
+        "create (refused), read, update: {order:#?}"
+    );
+    let update = positions(&seen, op("iam", "UpdateAccessKey"));
+    assert!(gets[0] < puts[1] && puts[1] < update[0], "{order:#?}");
+    let (create, read) = (seen[puts[0]].at, seen[gets[0]].at);
+    assert!(
+        read.abs_diff(create) < Duration::from_millis(75),
+        "the read leaves with the create, not a held call later: {create:?} {read:?}"
+    );
+
+    let (r, seen) = rig
+        .traced(&rig.local.seeded.event("guardduty-ssh-brute-force.json"))
+        .await;
+    assert_eq!(status_of(&r, ActionKind::BlockIp), Status::Done);
+    let order = order_of(&seen);
+    let reads = positions(&seen, op("ec2", "DescribeNetworkAcls"));
+    let create = positions(&seen, op("ec2", "CreateNetworkAclEntry"));
+    assert_eq!(reads.len(), 1, "{order:#?}");
+    assert_eq!(create.len(), 1, "{order:#?}");
+    let block_claim = positions(&seen, |c| c.path.contains("/claims/block_ip-"));
+    // The read goes out with the claim: both before the entry is made, and
+    // the read not after the claim's answer came back (nothing that waits
+    // for the claim arrives before it).
+    assert!(
+        reads[0] < create[0] && block_claim[0] < create[0],
+        "{order:#?}"
+    );
+    let waited = positions(&seen, |c| {
+        c.op.starts_with("Create") || c.op.starts_with("Modify")
+    });
+    assert!(
+        reads[0] < waited[0],
+        "the NACL is read before anything waits for the gate: {order:#?}"
+    );
+}
+
+/// A CLI run (and a function's first event) starts before STS has said
+/// which account the credentials act in: the incident's reads, claims and
+/// record go out beside the STS call, and its first change waits for the
+/// answer. Where STS names another account than the incident's, nothing
+/// is changed and the action says why, as when the account was known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_starts_beside_the_sts_call_and_changes_only_what_sts_agrees_to() {
+    let rig = rig().await;
+    // Long enough that a call sent before STS answered is plain to see.
+    let delay = Duration::from_millis(500);
+    rig.proxy.delay_all(Some(delay));
+    let through = rig
+        .local
+        .emu
+        .sdk_config_through(&rig.proxy.url, LIMITS)
+        .await;
+    let clients = Clients::from_config(&through);
+    let at = |seen: &[Call], service: &str, name: &str| {
+        let found = seen.iter().find(|c| c.service == service && c.op == name);
+        found.unwrap_or_else(|| panic!("no {service} {name}")).at
+    };
+
+    // The finding is in the credentials' own account: contained.
+    rig.proxy.clear_seen();
+    let ev = rig.local.seeded.event("guardduty-leaked-key.json");
+    let plans = plan_event(ev.to_string().as_bytes(), &rig.cfg).unwrap();
+    let home = HomeAnswer::ask(clients.sts.clone());
+    let r = respond_asking(&clients, &rig.cfg, &home, &plans)
+        .await
+        .unwrap();
+    assert_eq!(r.failure(), None, "{:#?}", shown(&r));
+    assert_eq!(status_of(&r, ActionKind::DeactivateAccessKey), Status::Done);
+    assert_eq!(
+        rig.local.key_state().await,
+        Some(aws_sdk_iam::types::StatusType::Inactive)
+    );
+    let seen = rig.proxy.seen();
+    let sts = at(&seen, "sts", "GetCallerIdentity");
+    let read = at(&seen, "iam", "ListAccessKeys");
+    let update = at(&seen, "iam", "UpdateAccessKey");
+    assert!(
+        read < sts + delay / 2,
+        "the key's status is read before STS answers: {sts:?} {read:?}"
+    );
+    assert!(
+        update >= sts + delay,
+        "the key changes only after STS answered"
+    );
+
+    // The same finding from an account the credentials do not act in (and
+    // no member role): STS disagrees, nothing changes, the record says why.
+    let key = rig.local.seeded.keys[1].clone();
+    let mut ev = rig.local.seeded.event("guardduty-leaked-key.json");
+    ev["detail"]["id"] = "finding-in-another-account".into();
+    ev["detail"]["accountId"] = "999988887777".into();
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = key.clone().into();
+    let plans = plan_event(ev.to_string().as_bytes(), &rig.cfg).unwrap();
+    rig.proxy.clear_seen();
+    let home = HomeAnswer::ask(clients.sts.clone());
+    let r = respond_asking(&clients, &rig.cfg, &home, &plans)
+        .await
+        .unwrap();
+    let deact = r.incidents[0]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::DeactivateAccessKey)
+        .unwrap();
+    assert_eq!(deact.status, Status::Skipped, "{:#?}", shown(&r));
+    assert!(
+        deact.detail.contains("999988887777") && deact.detail.contains(ACCOUNT),
+        "{}",
+        deact.detail
+    );
+    let seen = rig.proxy.seen();
+    assert!(
+        !seen.iter().any(|c| c.op == "UpdateAccessKey"),
+        "nothing changed"
+    );
+    let keys = rig
+        .local
+        .clients
+        .iam
+        .list_access_keys()
+        .user_name(&rig.local.seeded.user)
+        .send()
+        .await
+        .unwrap();
+    let other = keys
+        .access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(key.as_str()))
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        Some(&aws_sdk_iam::types::StatusType::Active)
+    );
+    // The claim was given back saying why, so a later delivery (once a
+    // member role is configured, say) is not kept waiting by it.
+    let claims = rig
+        .local
+        .keys("incidents/")
+        .await
+        .into_iter()
+        .filter(|k| k.contains("/claims/deactivate_access_key-") && k.contains(&key))
+        .collect::<Vec<_>>();
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    let claim = rig.local.object(&claims[0]).await;
+    assert_eq!(claim["ended"]["status"], "skipped", "{claim}");
 }

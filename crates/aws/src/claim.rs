@@ -177,17 +177,30 @@ impl<'a> Claims<'a> {
         }
     }
 
-    async fn try_once(&self, prefix: &str, name: &str, began: &str) -> Result<Claim, AwsError> {
+    /// Claims `name` if nobody has yet: one conditional write, no reads and
+    /// no waiting. `None` when the claim exists; [`Claims::acquire`] then
+    /// goes the whole way (waits, takes over) when the claim is needed.
+    pub async fn try_new(&self, prefix: &str, name: &str) -> Result<Option<Held>, AwsError> {
         let key = RecordStore::claim_key(prefix, name);
         let body = self.body(name);
-        // The common case, the first delivery: one write and it acts.
-        if let Some(etag) = self.store.put_cond(&key, &body, Some(Cond::New)).await? {
-            return Ok(Claim::Mine(Held {
+        Ok(self
+            .store
+            .put_cond(&key, &body, Some(Cond::New))
+            .await?
+            .map(|etag| Held {
                 key,
                 etag,
                 name: name.to_string(),
-            }));
+            }))
+    }
+
+    async fn try_once(&self, prefix: &str, name: &str, began: &str) -> Result<Claim, AwsError> {
+        // The common case, the first delivery: one write and it acts.
+        if let Some(held) = self.try_new(prefix, name).await? {
+            return Ok(Claim::Mine(held));
         }
+        let key = RecordStore::claim_key(prefix, name);
+        let body = self.body(name);
         let done = RecordStore::done_key(prefix, name);
         if let Some(o) = self.store.get_json::<ActionOutcome>(&done).await? {
             return Ok(Claim::Finished(Box::new(o)));
@@ -527,20 +540,27 @@ pub async fn spend(
         count,
         actions,
     };
-    // The first action of its kind in a window (the usual case) creates the
-    // counter without reading it first: one round trip, not two.
+    // The first action of its kind in a window creates the counter; every
+    // later one finds it there and needs its ETag. The create and the read
+    // go out at once, so spending takes one round trip or two, never three.
+    let mut read = None;
     if limit > 0 {
         let first = counter(1, vec![action.to_string()]);
-        if store
-            .put_cond(&key, &first, Some(Cond::New))
-            .await?
-            .is_some()
-        {
+        let (created, current) = futures_util::future::join(
+            store.put_cond(&key, &first, Some(Cond::New)),
+            store.get_tagged::<BudgetCounter>(&key),
+        )
+        .await;
+        if created?.is_some() {
             return Ok(Spent::Within(1));
         }
+        read = Some(current?);
     }
     for _ in 0..64 {
-        let current = store.get_tagged::<BudgetCounter>(&key).await?;
+        let current = match read.take() {
+            Some(current) => current,
+            None => store.get_tagged::<BudgetCounter>(&key).await?,
+        };
         let (count, mut actions) = match &current {
             Some((c, _)) => (c.count, c.actions.clone()),
             None => (0, Vec::new()),

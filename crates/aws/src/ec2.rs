@@ -15,7 +15,7 @@ use futures_util::future::join_all;
 
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, InstanceAttributeName, IpPermission, IpRange, Ipv6Range,
-    NetworkAclEntry, ResourceType, RuleAction, Tag, TagSpecification,
+    NetworkAcl, NetworkAclEntry, ResourceType, RuleAction, Tag, TagSpecification,
 };
 use ipnet::IpNet;
 use serde_json::json;
@@ -48,32 +48,62 @@ pub async fn nacls_for_subnets(
     ec2: &aws_sdk_ec2::Client,
     subnets: &[String],
 ) -> Result<Vec<String>, AwsError> {
-    let out = ec2
-        .describe_network_acls()
-        .filters(
+    let acls = read_nacls(ec2, subnets, &[]).await?;
+    Ok(acls
+        .iter()
+        .filter_map(|n| n.network_acl_id().map(str::to_string))
+        .collect())
+}
+
+/// The NACLs `ids` names or, when it is empty, those of `subnets`, each
+/// with all its entries, in one call: a block reads them beside its claim
+/// and budget, and its first attempt needs no second read.
+pub async fn read_nacls(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+    ids: &[String],
+) -> Result<Vec<NetworkAcl>, AwsError> {
+    let req = ec2.describe_network_acls();
+    let req = if ids.is_empty() {
+        req.filters(
             Filter::builder()
                 .name("association.subnet-id")
                 .set_values(Some(subnets.to_vec()))
                 .build(),
         )
+    } else {
+        req.set_network_acl_ids(Some(ids.to_vec()))
+    };
+    let out = req
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeNetworkAcls", e))?;
-    let mut ids: Vec<String> = out
+    let mut acls: Vec<NetworkAcl> = out
         .network_acls()
         .iter()
-        .filter_map(|n| n.network_acl_id().map(str::to_string))
+        .filter(|n| n.network_acl_id().is_some())
+        .cloned()
         .collect();
-    ids.sort();
-    ids.dedup();
-    if ids.is_empty() {
+    acls.sort_by(|a, b| a.network_acl_id().cmp(&b.network_acl_id()));
+    acls.dedup_by(|a, b| a.network_acl_id() == b.network_acl_id());
+    if acls.is_empty() {
+        let asked = if ids.is_empty() { subnets } else { ids };
         return Err(AwsError::local(
             "DescribeNetworkAcls",
             "NoNetworkAcl",
-            format!("no network ACL found for {}", subnets.join(", ")),
+            format!("no network ACL found for {}", asked.join(", ")),
         ));
     }
-    Ok(ids)
+    Ok(acls)
+}
+
+/// One direction's entries of a NACL.
+pub fn direction_entries(acl: &NetworkAcl, egress: bool) -> Vec<NetworkAclEntry> {
+    acl.entries()
+        .iter()
+        .filter(|e| e.egress() == Some(egress))
+        .cloned()
+        .collect()
 }
 
 fn entry_cidr(e: &NetworkAclEntry) -> Option<IpNet> {
@@ -132,14 +162,7 @@ async fn entries(
         )
     })?;
     let vpc = acl.vpc_id().map(str::to_string);
-    Ok((
-        acl.entries()
-            .iter()
-            .filter(|e| e.egress() == Some(egress))
-            .cloned()
-            .collect(),
-        vpc,
-    ))
+    Ok((direction_entries(acl, egress), vpc))
 }
 
 /// The right to delete one entry. AWS deletes a NACL entry by rule number
@@ -184,6 +207,7 @@ pub async fn block_ip(
     spec: BlockSpec,
     guard: &impl VictimGuard,
     age_order: impl AsyncFn() -> Vec<(i32, IpNet)>,
+    mut read: Option<Vec<NetworkAclEntry>>,
 ) -> Result<(Step, i32, Vec<(i32, String)>), AwsError> {
     let direction = if spec.egress { "egress" } else { "ingress" };
     let mut calls = Vec::new();
@@ -194,7 +218,11 @@ pub async fn block_ip(
             // Writers that collided on a number spread out before reading again.
             tokio::time::sleep(crate::claim::spread(5, 40)).await;
         }
-        let (list, _vpc) = entries(ec2, nacl, spec.egress).await?;
+        // The first attempt uses the caller's read (`read`), if any.
+        let list = match read.take() {
+            Some(list) => list,
+            None => entries(ec2, nacl, spec.egress).await?.0,
+        };
         calls.push("DescribeNetworkAcls".to_string());
         if let Some(e) = list
             .iter()

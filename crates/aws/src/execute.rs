@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, TimeDelta, Utc};
 use firebreak_core::incident::short_digest;
 use firebreak_core::policy::{check_block, plan_found_blocks, TrafficDirection};
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
-use futures_util::future::{join, join_all, FutureExt};
+use futures_util::future::{join, join3, join_all, BoxFuture, FutureExt};
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -49,6 +49,40 @@ pub struct Executor {
     places: Arc<Places>,
     polling: Polling,
     progress: Progress,
+    /// Set when `account` is the incident's, taken to be the credentials'
+    /// own before STS answered (see [`respond_asking`]): every action's
+    /// first change waits for this answer to agree.
+    guessed: Option<HomeAnswer>,
+}
+
+/// STS's answer to which account the credentials act in: asked once, in
+/// the background, and shared by whoever waits for it.
+#[derive(Clone)]
+pub struct HomeAnswer(futures_util::future::Shared<BoxFuture<'static, Result<String, AwsError>>>);
+
+impl std::fmt::Debug for HomeAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HomeAnswer").field(&self.0.peek()).finish()
+    }
+}
+
+impl HomeAnswer {
+    /// Sends STS GetCallerIdentity now, without waiting for the answer.
+    pub fn ask(sts: aws_sdk_sts::Client) -> HomeAnswer {
+        let answer = caller_account(sts).boxed().shared();
+        tokio::spawn(answer.clone());
+        HomeAnswer(answer)
+    }
+
+    /// The answer, when it comes.
+    pub async fn get(&self) -> Result<String, AwsError> {
+        self.0.clone().await
+    }
+
+    /// The answer if it came already.
+    pub fn peek(&self) -> Option<&Result<String, AwsError>> {
+        self.0.peek()
+    }
 }
 
 /// Told of each step of a long operation (a release of many actions), for
@@ -206,6 +240,16 @@ fn failed(index: usize, a: &Action, e: &AwsError) -> ActionOutcome {
     }
 }
 
+/// An action not carried out because its place is out of reach: skipped
+/// when Firebreak is not configured to act there, failed (and retried)
+/// when it could not get there.
+fn not_acted(index: usize, a: &Action, why: Unreachable) -> ActionOutcome {
+    match why {
+        Unreachable::NotHere(why) => outcome(index, a, Status::Skipped, why),
+        Unreachable::Failed(e) => failed(index, a, &e),
+    }
+}
+
 /// The error code of a delivery that found another one working on an action.
 pub const CLAIM_HELD: &str = "ClaimHeld";
 
@@ -272,17 +316,52 @@ fn concurrent_end(mut o: ActionOutcome) -> ActionOutcome {
 /// a notice is claimed under. `done` and `already_done` count alike, so a
 /// replay that finds everything done matches the run that did it.
 fn notice_fingerprint(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
-    let mut parts: Vec<String> = outcomes
+    fingerprint(
+        plan,
+        outcomes
+            .iter()
+            .filter(|o| o.kind.is_containment())
+            .map(|o| (o.kind, o.target.as_str(), o.status)),
+    )
+}
+
+/// The fingerprint of the containment ending as planned: every action
+/// still to run done, the others as they already ended. `None` when that
+/// cannot be known ahead (a query blocks what it finds).
+fn planned_fingerprint(
+    plan: &PlannedIncident,
+    known: &[Option<Ran>],
+    pending: &[(usize, &Action)],
+) -> Option<String> {
+    if pending
         .iter()
+        .any(|(_, a)| a.kind == ActionKind::QueryOffendingIps)
+    {
+        return None;
+    }
+    let ended = known.iter().flatten().map(|r| &r.outcome);
+    let ended = ended
         .filter(|o| o.kind.is_containment())
-        .map(|o| {
-            let state = match o.status {
+        .map(|o| (o.kind, o.target.as_str(), o.status));
+    let planned = pending
+        .iter()
+        .map(|(_, a)| (a.kind, a.target.as_str(), Status::Done));
+    Some(fingerprint(plan, ended.chain(planned)))
+}
+
+fn fingerprint<'a>(
+    plan: &PlannedIncident,
+    ended: impl Iterator<Item = (ActionKind, &'a str, Status)>,
+) -> String {
+    let mut parts: Vec<String> = ended
+        .map(|(kind, target, status)| {
+            let state = match status {
                 Status::Done | Status::AlreadyDone => "ok",
                 Status::Skipped => "skipped",
                 Status::Held => "held",
                 Status::Failed => "failed",
             };
-            format!("{}|{}|{state}", o.kind.as_str(), o.target)
+            format!("{}|{target}|{state}", kind.as_str())
         })
         .collect();
     parts.sort();
@@ -400,6 +479,29 @@ impl Executor {
             places,
             polling: Polling::default(),
             progress: Progress::default(),
+            guessed: None,
+        }
+    }
+
+    /// An executor that takes `account` (an incident's) to be the one the
+    /// credentials act in while `home` is still being asked of STS.
+    fn guessing(clients: Clients, cfg: Arc<Config>, account: &str, home: HomeAnswer) -> Executor {
+        Executor {
+            guessed: Some(home),
+            ..Executor::for_account(clients, cfg, account)
+        }
+    }
+
+    /// `None` when this executor acts in the credentials' own account (it
+    /// always does, unless its account was guessed: then STS must agree).
+    async fn unconfirmed(&self) -> Option<Unreachable> {
+        match self.guessed.as_ref()?.get().await {
+            Ok(home) if home == self.account => None,
+            Ok(home) => Some(Unreachable::NotHere(crate::place::not_here(
+                &self.account,
+                &home,
+            ))),
+            Err(e) => Some(Unreachable::Failed(e)),
         }
     }
 
@@ -641,11 +743,12 @@ impl Executor {
         if let Err(why) = check_block(cidr, &self.cfg) {
             return Ok(Step::refused(why, Vec::new()));
         }
-        let nacls = if a.params.nacls.is_empty() {
-            ec2::nacls_for_subnets(&self.clients.ec2, &a.params.subnets).await?
-        } else {
-            a.params.nacls.clone()
-        };
+        // Read with the claim and the budget, not after them.
+        let read = ec2::read_nacls(&self.clients.ec2, &a.params.subnets, &a.params.nacls).await?;
+        let nacls: Vec<String> = read
+            .iter()
+            .filter_map(|n| n.network_acl_id().map(str::to_string))
+            .collect();
         let egress = a.params.direction == Some(TrafficDirection::Egress);
         if dry_run {
             return Ok(Step::refused(
@@ -666,7 +769,8 @@ impl Executor {
         let mut step = Step::new(true, "", Value::Null, Vec::new());
         let mut placed = Vec::new();
         let mut details = Vec::new();
-        for nacl in &nacls {
+        for (nacl, acl) in nacls.iter().zip(&read) {
+            let entries = Some(ec2::direction_entries(acl, egress));
             let ages = async || match &self.records {
                 Some(r) => r.block_ages(nacl, egress).await.unwrap_or_else(|e| {
                     warn!(
@@ -681,9 +785,9 @@ impl Executor {
             let (s, number, evicted) = match &self.records {
                 Some(r) => {
                     let guard = NaclGuard::new(r, nacl, egress);
-                    ec2::block_ip(ec2, nacl, cidr, spec, &guard, &ages).await?
+                    ec2::block_ip(ec2, nacl, cidr, spec, &guard, &ages, entries).await?
                 }
-                None => ec2::block_ip(ec2, nacl, cidr, spec, &ec2::Alone, &ages).await?,
+                None => ec2::block_ip(ec2, nacl, cidr, spec, &ec2::Alone, &ages, entries).await?,
             };
             for (rule, victim) in &evicted {
                 info!(%nacl, rule, cidr = %victim, by = %plan.incident.id, "evicted the oldest block to make room");
@@ -997,10 +1101,7 @@ impl Executor {
             } else if let (Some(why), true) = (&unreachable, a.kind != ActionKind::Release) {
                 // Recorded and notified only; a role that could not be
                 // assumed is a failure the next delivery tries again.
-                outcomes[index] = Some(Ran::new(match why {
-                    Unreachable::NotHere(why) => outcome(index, a, Status::Skipped, why.clone()),
-                    Unreachable::Failed(e) => failed(index, a, e),
-                }));
+                outcomes[index] = Some(Ran::new(not_acted(index, a, why.clone())));
             } else if plan.dry_run && a.kind != ActionKind::QueryOffendingIps {
                 // The query only reads; a dry run shows what it would block.
                 outcomes[index] = skip(format!("dry run: would {}", a.reason));
@@ -1008,6 +1109,38 @@ impl Executor {
                 pending.push((index, a));
             }
         }
+        // The notices' claims are taken ahead, beside the first calls, under
+        // the fingerprint of the containment ending as planned: when it
+        // does, the team is told as soon as the last action ends, one round
+        // trip sooner. A claim that turns out to name another ending is
+        // given back, and the notice claimed under the right one.
+        let topic_of = |a: &Action| match a.kind {
+            ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
+            ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
+            _ => None,
+        };
+        let guess = claims
+            .as_ref()
+            .and_then(|_| planned_fingerprint(plan, &outcomes, &pending));
+        let ahead = async {
+            let (Some(claims), Some(guess)) = (claims.as_ref(), guess.as_deref()) else {
+                return Vec::new();
+            };
+            let prefix = prefix.as_str();
+            let notices = plan.actions.iter().enumerate();
+            let notices = notices.filter(|(_, a)| topic_of(a).is_some());
+            join_all(notices.map(|(index, a)| async move {
+                let name = format!("{}-{guess}", a.kind.as_str());
+                match claims.try_new(prefix, &name).await {
+                    Ok(held) => (index, held),
+                    Err(e) => {
+                        warn!(code = e.code.as_deref().unwrap_or("-"), notice = %name, "notice not claimed ahead: claimed after containment");
+                        (index, None)
+                    }
+                }
+            }))
+            .await
+        };
         let record = async {
             let mut out = Vec::new();
             for (index, a) in plan.actions.iter().enumerate() {
@@ -1058,7 +1191,11 @@ impl Executor {
         // Boxed, as are the actions below: together they would make the
         // run's future too large for a 2 MiB thread stack in a debug build.
         let after = Box::pin(async {
-            let recorded = record.await;
+            let (recorded, ahead) = join(record, ahead).await;
+            let mut ahead_held: Vec<Option<Held>> = vec![None; plan.actions.len()];
+            for (index, held) in ahead {
+                ahead_held[index] = held;
+            }
             let mut done = Vec::with_capacity(expected);
             while done.len() < expected {
                 match early_rx.recv().await {
@@ -1109,57 +1246,75 @@ impl Executor {
             // Team and stakeholders are told at once.
             let (so_far, claims, prefix) = (&so_far, claims.as_ref(), prefix.as_str());
             let (fingerprint, record_uri) = (&fingerprint, record_uri.as_deref());
+            let as_guessed = guess.as_deref() == Some(fingerprint.as_str());
             let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
-                let topic = match a.kind {
-                    ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
-                    ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
-                    _ => return None,
+                if !matches!(
+                    a.kind,
+                    ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
+                ) {
+                    return None;
+                }
+                let topic = topic_of(a);
+                let (mine, stale) = match ahead_held[index].take() {
+                    Some(held) if as_guessed && !waiting => (Some(held), None),
+                    other => (None, other),
                 };
                 Some(async move {
-                    let r = match topic {
-                        None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
-                            index,
-                            a,
-                            Status::Skipped,
-                            "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
-                        )),
-                        None => Ran::new(outcome(
-                            index,
-                            a,
-                            Status::Failed,
-                            "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                        )),
-                        Some(_) if waiting => Ran::new(outcome(
-                            index,
-                            a,
-                            Status::Skipped,
-                            "another delivery holds a claim on this incident; it notifies",
-                        )),
-                        Some(arn) => {
-                            let name = format!("{}-{fingerprint}", a.kind.as_str());
-                            let send = async || {
-                                notify::publish(
-                                    &self.clients.sns,
-                                    arn,
-                                    self.cfg.notice_format,
-                                    plan,
-                                    so_far,
-                                    record_uri,
-                                )
-                                .await
-                                .map(|id| {
-                                    Step::new(
-                                        false,
-                                        format!("published message {id}"),
-                                        Value::Null,
-                                        vec!["Publish".into()],
-                                    )
-                                })
-                            };
-                            self.once(claims, prefix, &name, index, a, send, "sent")
-                                .await
+                    let give_back = async {
+                        if let (Some(held), Some(claims)) = (&stale, claims) {
+                            let why = "claimed ahead for a containment that ended otherwise";
+                            claims
+                                .release(held, &outcome(index, a, Status::Skipped, why))
+                                .await;
                         }
                     };
+                    let tell = async {
+                        match topic {
+                            None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
+                                index,
+                                a,
+                                Status::Skipped,
+                                "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
+                            )),
+                            None => Ran::new(outcome(
+                                index,
+                                a,
+                                Status::Failed,
+                                "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                            )),
+                            Some(_) if waiting => Ran::new(outcome(
+                                index,
+                                a,
+                                Status::Skipped,
+                                "another delivery holds a claim on this incident; it notifies",
+                            )),
+                            Some(arn) => {
+                                let name = format!("{}-{fingerprint}", a.kind.as_str());
+                                let send = async || {
+                                    notify::publish(
+                                        &self.clients.sns,
+                                        arn,
+                                        self.cfg.notice_format,
+                                        plan,
+                                        so_far,
+                                        record_uri,
+                                    )
+                                    .await
+                                    .map(|id| {
+                                        Step::new(
+                                            false,
+                                            format!("published message {id}"),
+                                            Value::Null,
+                                            vec!["Publish".into()],
+                                        )
+                                    })
+                                };
+                                self.once(claims, prefix, &name, (index, a), mine, send, "sent")
+                                    .await
+                            }
+                        }
+                    };
+                    let (r, ()) = join(tell, give_back).await;
                     if !r.stored {
                         self.keep(prefix, std::slice::from_ref(&r.outcome), &i.id)
                             .await;
@@ -1234,6 +1389,11 @@ impl Executor {
         let (Some(claims), Some(store)) = (claims, &self.records) else {
             // No records bucket: nothing to claim in (a local `respond`
             // without one); the actions are idempotent by themselves.
+            // (An account is guessed only with a bucket; were it not, the
+            // guess is settled before anything.)
+            if let Some(why) = self.unconfirmed().await {
+                return vec![Ran::new(not_acted(index, a, why))];
+            }
             return self
                 .contain(plan, index, a, &Gate::open())
                 .await
@@ -1246,9 +1406,10 @@ impl Executor {
         // an action once, whoever spends for it), while the action reads
         // what it needs; only its first change waits for them.
         let decision = async {
-            let (claim, budget) = join(
+            let (claim, budget, unconfirmed) = join3(
                 claims.acquire(prefix, &name),
                 self.budget(plan, a.kind, &a.target),
+                self.unconfirmed(),
             )
             .await;
             let held = match claim {
@@ -1264,6 +1425,13 @@ impl Executor {
                 }
                 Ok(Claim::Mine(held)) => held,
             };
+            if let Some(why) = unconfirmed {
+                // The account was guessed and STS says otherwise: as if it
+                // had been known, nothing is done here.
+                let o = not_acted(index, a, why);
+                let stored = let_go(store, claims, &held, prefix, &o).await;
+                return Decided::Stop(vec![Ran { outcome: o, stored }]);
+            }
             let o = match budget {
                 Ok(None) => return Decided::Go(held),
                 Ok(Some(why)) => {
@@ -1317,22 +1485,27 @@ impl Executor {
         out
     }
 
-    /// Something done at most once per name (a notice), under a claim.
+    /// Something done at most once per name (a notice), under a claim:
+    /// `ahead` when it was taken already.
     #[allow(clippy::too_many_arguments)]
     async fn once(
         &self,
         claims: Option<&Claims<'_>>,
         prefix: &str,
         name: &str,
-        index: usize,
-        a: &Action,
+        (index, a): (usize, &Action),
+        ahead: Option<Held>,
         act: impl AsyncFnOnce() -> Result<Step, AwsError>,
         verb: &str,
     ) -> Ran {
         let (Some(claims), Some(store)) = (claims, &self.records) else {
             return Ran::new(from_result(index, a, act().await));
         };
-        let held = match claims.acquire(prefix, name).await {
+        let acquired = match ahead {
+            Some(held) => Ok(Claim::Mine(held)),
+            None => claims.acquire(prefix, name).await,
+        };
+        let held = match acquired {
             Err(e) => return Ran::new(failed(index, a, &e)),
             Ok(Claim::Finished(prev)) => return Ran::stored(earlier(*prev, verb)),
             Ok(Claim::EndedMeanwhile(prev)) => return Ran::stored(concurrent_end(*prev)),
@@ -1614,6 +1787,63 @@ pub async fn respond(executor: &Executor, plans: &firebreak_core::PlanSet) -> Re
         incidents,
         ignored: plans.ignored.clone(),
     }
+}
+
+/// [`respond`] while STS is still being asked which account the
+/// credentials act in (`home`): a CLI run, or a function's first event.
+///
+/// An incident that names its account starts at once, as if that were the
+/// credentials' account: its reads, claims, budget and record go out beside
+/// the STS call instead of one round trip after it, and each action's first
+/// change waits for STS to agree. Where STS names another account, the
+/// actions end as they would have with the account known: skipped, "not
+/// here" (a failed STS call fails them, to be retried). Incidents that
+/// cannot start so wait for the answer, as with [`respond`]: those that
+/// name no account, any release (it resolves the place it undoes), and all
+/// of them when member roles are configured (another account is then
+/// reached through a role) or no records bucket is (nothing to claim in,
+/// so no gate to hold the first change).
+///
+/// `Err` only when an incident that waited for STS could not have its
+/// answer.
+pub async fn respond_asking(
+    clients: &Clients,
+    cfg: &Arc<Config>,
+    home: &HomeAnswer,
+    plans: &firebreak_core::PlanSet,
+) -> Result<Response, AwsError> {
+    let known = tokio::sync::OnceCell::new();
+    let runs = plans.incidents.iter().map(|p| {
+        let known = &known;
+        async move {
+            if let Some(account) = guessable(p, cfg) {
+                let exec = Executor::guessing(clients.clone(), cfg.clone(), account, home.clone());
+                return Ok(exec.run(p).await);
+            }
+            let exec = known
+                .get_or_try_init(|| async {
+                    let account = home.get().await?;
+                    Ok::<_, AwsError>(Executor::for_account(clients.clone(), cfg.clone(), account))
+                })
+                .await?;
+            Ok(exec.run(p).await)
+        }
+    });
+    let incidents = join_all(runs).await.into_iter().collect::<Result<_, _>>()?;
+    Ok(Response {
+        incidents,
+        ignored: plans.ignored.clone(),
+    })
+}
+
+/// The account an incident may start in before STS answers (see
+/// [`respond_asking`]).
+fn guessable<'p>(plan: &'p PlannedIncident, cfg: &Config) -> Option<&'p str> {
+    let releases = plan.actions.iter().any(|a| a.kind == ActionKind::Release);
+    if releases || cfg.member_role_name.is_some() || cfg.records_bucket.is_none() {
+        return None;
+    }
+    plan.incident.account.as_deref().filter(|a| !a.is_empty())
 }
 
 #[cfg(test)]

@@ -25,4 +25,6 @@ pub mod record;
 
 pub use clients::Clients;
 pub use error::AwsError;
-pub use execute::{respond, Executor, IncidentReport, Progress, Response};
+pub use execute::{
+    respond, respond_asking, Executor, HomeAnswer, IncidentReport, Progress, Response,
+};

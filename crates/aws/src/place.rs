@@ -82,6 +82,14 @@ pub struct Places {
     cache: Mutex<HashMap<(String, String), Slot>>,
 }
 
+/// Why an incident in `account` is not acted on with credentials that act
+/// in `home`, when no member role is configured.
+pub(crate) fn not_here(account: &str, home: &str) -> String {
+    format!(
+        "the incident is in account {account}; Firebreak's credentials act in {home} and no member role is configured (FIREBREAK_MEMBER_ROLE_NAME)"
+    )
+}
+
 impl Places {
     /// Places reached from `home` (the account the credentials act in).
     pub fn new(home: Clients, account: String, cfg: &Config) -> Places {
@@ -124,10 +132,7 @@ impl Places {
         }
         if account != self.home.account {
             if self.role.is_none() {
-                return Err(Unreachable::NotHere(format!(
-                    "the incident is in account {account}; Firebreak's credentials act in {} and no member role is configured (FIREBREAK_MEMBER_ROLE_NAME)",
-                    self.home.account
-                )));
+                return Err(Unreachable::NotHere(not_here(account, &self.home.account)));
             }
             if !self.accounts.is_empty() && !self.accounts.iter().any(|a| a == account) {
                 return Err(Unreachable::NotHere(format!(

@@ -357,8 +357,11 @@ impl RecordStore {
     /// marker counts only while its rule number still holds its CIDR.
     pub async fn put_marker(&self, m: &BlockMarker) -> Result<(), AwsError> {
         let prefix = BlockMarker::rule_prefix(&m.network_acl_id, m.egress, m.rule_number);
-        let stale = self.list(&prefix).await?;
-        self.put(&m.key(), m, false).await?;
+        // The list and the write go at once: the new key is left out of
+        // what the list found, whichever came first.
+        let (stale, put) =
+            futures_util::future::join(self.list(&prefix), self.put(&m.key(), m, false)).await;
+        let (stale, _) = (stale?, put?);
         for key in stale.iter().filter(|k| **k != m.key()) {
             self.delete(key).await?;
         }

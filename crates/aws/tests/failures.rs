@@ -233,9 +233,40 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
     assert_eq!(err.code.as_deref(), Some("AccessDenied"));
     assert!(!err.retryable, "AccessDenied does not go away by retrying");
     assert_eq!(update.num_calls(), 1, "not retried");
-    let released = released.lock().unwrap().clone();
-    assert_eq!(released.len(), 1, "the claim is given back for the retry");
-    let ended: serde_json::Value = serde_json::from_str(&released[0]).unwrap();
+    let released: Vec<serde_json::Value> = released
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let (action, notices): (Vec<_>, Vec<_>) = released.iter().partition(|c| {
+        c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("deactivate_access_key")
+    });
+    assert_eq!(action.len(), 1, "the claim is given back for the retry");
+    // The notices were claimed ahead for a containment that would succeed;
+    // it failed, so those claims are given back and the notices claimed
+    // under the ending that happened.
+    let names: Vec<&str> = notices
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("notify_team-")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("notify_stakeholders-")),
+        "{names:?}"
+    );
+    assert!(
+        notices.iter().all(|c| c["ended"]["status"] == "skipped"),
+        "{notices:?}"
+    );
+    let ended = action[0];
     assert_eq!(ended["ended"]["status"], "failed", "{ended}");
     assert_eq!(ended["ended"]["error"]["code"], "AccessDenied", "{ended}");
     assert_eq!(find(ActionKind::RecordIncident).status, Status::Done);
@@ -366,6 +397,7 @@ async fn block_9(
         SPEC,
         &firebreak_aws::ec2::Alone,
         async || ages.to_vec(),
+        None,
     )
     .await
 }
@@ -458,6 +490,7 @@ async fn an_evictor_takes_the_oldest_victim_nobody_else_is_evicting() {
         SPEC,
         &OneTaken,
         async || ages.to_vec(),
+        None,
     )
     .await
     .unwrap();

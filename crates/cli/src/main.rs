@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use firebreak_aws::inventory::{self, Filter, IncidentStatus};
-use firebreak_aws::{Clients, Executor, Progress};
+use firebreak_aws::{Clients, Executor, HomeAnswer, Progress};
 use firebreak_core::{event::MAX_EVENT_BYTES, plan_event, Config, PlanSet, PlanStatus, Severity};
 
 mod table;
@@ -350,8 +350,13 @@ async fn respond(file: &str, policy: Option<&str>, dry_run: bool) -> anyhow::Res
     let input = read_input(file)?;
     // Bad input is refused before any AWS call.
     let plans = plan_event(&input, &cfg).with_context(|| file.to_string())?;
-    let executor = connect(cfg).await?;
-    let response = firebreak_aws::respond(&executor, &plans).await;
+    // STS is asked which account the credentials act in while the
+    // incidents start (their first changes wait for the answer).
+    let clients = Clients::from_env().await;
+    let home = HomeAnswer::ask(clients.sts.clone());
+    let response = firebreak_aws::respond_asking(&clients, &Arc::new(cfg), &home, &plans)
+        .await
+        .context("AWS credentials")?;
     println!("{}", serde_json::to_string(&response)?);
     if let Some(failure) = response.failure() {
         anyhow::bail!("{failure}");

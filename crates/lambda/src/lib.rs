@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use firebreak_aws::{AwsError, Clients, Executor, Response};
+use firebreak_aws::{AwsError, Clients, Executor, HomeAnswer, Response};
 use firebreak_core::{plan_event, sanitize, Config, PlanSet, Source};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 use tracing::info;
@@ -108,8 +107,9 @@ pub struct State {
     cfg: Arc<Config>,
     clients: Clients,
     /// The account the credentials act in: asked of STS at start-up
-    /// without waiting for the answer, which the first event takes.
-    account: Shared<BoxFuture<'static, Result<String, AwsError>>>,
+    /// without waiting for the answer. An event that comes before it
+    /// starts without it (see [`firebreak_aws::respond_asking`]).
+    account: HomeAnswer,
     /// Made at the first event and kept: the member-account roles and
     /// clients it opens last as long as the process.
     executor: tokio::sync::OnceCell<Executor>,
@@ -119,7 +119,7 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
             .field("function", &self.function)
-            .field("account", &self.account.peek())
+            .field("account", &self.account)
             .finish_non_exhaustive()
     }
 }
@@ -132,10 +132,7 @@ impl State {
         let clients = Clients::from_env().await;
         // No round trip before the function is ready: STS is asked now, in
         // the background, while Lambda brings the first event.
-        let account = firebreak_aws::execute::caller_account(clients.sts.clone())
-            .boxed()
-            .shared();
-        tokio::spawn(account.clone());
+        let account = HomeAnswer::ask(clients.sts.clone());
         info!(function = function.name(), dry_run = cfg.dry_run, "ready");
         Ok(State {
             function,
@@ -151,7 +148,7 @@ impl State {
     async fn executor(&self) -> Result<&Executor, Failure> {
         self.executor
             .get_or_try_init(|| async {
-                let account = match self.account.clone().await {
+                let account = match self.account.get().await {
                     Ok(a) => a,
                     Err(_) => firebreak_aws::execute::caller_account(self.clients.sts.clone())
                         .await
@@ -176,8 +173,14 @@ impl State {
         let plans =
             plan_event(&bytes, &self.cfg).map_err(|e| Failure::new(Failure::BadInput, e))?;
         check_source(self.function, &plans)?;
-        let executor = self.executor().await?;
-        let response = firebreak_aws::respond(executor, &plans).await;
+        let response = if self.executor.get().is_none() && self.account.peek().is_none() {
+            // The first event of a cold start, before STS answered.
+            firebreak_aws::respond_asking(&self.clients, &self.cfg, &self.account, &plans)
+                .await
+                .map_err(Failure::from_aws)?
+        } else {
+            firebreak_aws::respond(self.executor().await?, &plans).await
+        };
         for r in &response.incidents {
             info!(incident_id = %r.id, actions = r.actions.len(), failed = r.failed().len(), "incident handled");
         }

@@ -61,6 +61,7 @@ fn vm_hwm(pid: u32) -> u64 {
 
 async fn cold_start(binary: &std::path::Path, function: &str) -> Start {
     let local = Local::start().await;
+    local.warm_emulator().await;
     let event = match function {
         "firebreak-alarm" => local.seeded.event("alarm-failed-login.json"),
         "firebreak-manual" => local.seeded.event("command-deactivate-key.json"),

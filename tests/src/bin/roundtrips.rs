@@ -18,18 +18,60 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use firebreak_aws::clients::Limits;
-use firebreak_aws::{respond, Clients, Executor};
+use firebreak_aws::{respond, respond_asking, Clients, Executor, HomeAnswer};
 use firebreak_core::plan_event;
 use firebreak_e2e::proxy::FaultProxy;
 use firebreak_e2e::{cli_arg, Local, ACCOUNT};
 
+/// How a run starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// A warm function: it knows its account.
+    Warm,
+    /// Warm, in a VPC where Firebreak has isolated an instance before (its
+    /// two groups exist). Each run's account is fresh, so otherwise the
+    /// brute force is the first isolation in its VPC.
+    GroupsExist,
+    /// A CLI run or a function's first event: STS is asked which account
+    /// the credentials act in at the same time.
+    Cold,
+}
+
+impl Start {
+    fn label(self, name: &str) -> String {
+        match self {
+            Start::Warm => name.to_string(),
+            Start::GroupsExist => format!("{name} (groups exist)"),
+            Start::Cold => format!("{name} (cold: STS asked)"),
+        }
+    }
+}
+
 /// The events measured: one per playbook with containment.
-const EVENTS: [&str; 4] = [
-    "guardduty-leaked-key.json",
-    "guardduty-temporary-credentials.json",
-    "guardduty-ssh-brute-force.json",
-    "alarm-failed-login.json",
+const EVENTS: [(&str, Start); 6] = [
+    ("guardduty-leaked-key.json", Start::Warm),
+    ("guardduty-leaked-key.json", Start::Cold),
+    ("guardduty-temporary-credentials.json", Start::Warm),
+    ("guardduty-ssh-brute-force.json", Start::Warm),
+    ("guardduty-ssh-brute-force.json", Start::GroupsExist),
+    ("alarm-failed-login.json", Start::Warm),
 ];
+
+/// An earlier brute force in the same VPC, against another instance and
+/// from another address: Firebreak creates its groups there.
+async fn isolate_another_first(local: &Local, exec: &Executor, cfg: &firebreak_core::Config) {
+    let ec2 = &local.clients.ec2;
+    let seeded = &local.seeded;
+    let other = firebreak_e2e::support::instance_in(ec2, &seeded.subnet, &seeded.web_group).await;
+    let mut ev = local.seeded.event("guardduty-ssh-brute-force.json");
+    ev["detail"]["id"] = "earlier-brute-force-in-this-vpc".into();
+    ev["detail"]["resource"]["instanceDetails"]["instanceId"] = other.into();
+    ev["detail"]["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]
+        ["ipAddressV4"] = "198.51.100.200".into();
+    let plans = plan_event(ev.to_string().as_bytes(), cfg).unwrap();
+    let earlier = respond(exec, &plans).await;
+    assert_eq!(earlier.failure(), None, "the earlier isolation failed");
+}
 
 struct Sample {
     containment: Duration,
@@ -37,7 +79,7 @@ struct Sample {
     calls: usize,
 }
 
-async fn once(name: &str, delay: Duration) -> Sample {
+async fn once(name: &str, start: Start, delay: Duration) -> Sample {
     let local = Local::start().await;
     let proxy = FaultProxy::start(&local.emu.url);
     let through = local
@@ -47,14 +89,23 @@ async fn once(name: &str, delay: Duration) -> Sample {
     let cfg = local.seeded.config(&[]);
     let exec = Executor::for_account(Clients::from_config(&through), cfg.clone(), ACCOUNT);
     local.add_app_server_role().await;
+    if start == Start::GroupsExist {
+        isolate_another_first(&local, &exec, &cfg).await;
+    }
     let event = local.seeded.event(name).to_string();
     proxy.delay_all(Some(delay));
     let t0 = proxy.seen().len();
     let began = Utc::now();
-    let start = Instant::now();
+    let clock = Instant::now();
     let plans = plan_event(event.as_bytes(), &cfg).unwrap();
-    let response = respond(&exec, &plans).await;
-    let everything = start.elapsed();
+    let response = if start == Start::Cold {
+        let clients = Clients::from_config(&through);
+        let home = HomeAnswer::ask(clients.sts.clone());
+        respond_asking(&clients, &cfg, &home, &plans).await.unwrap()
+    } else {
+        respond(&exec, &plans).await
+    };
+    let everything = clock.elapsed();
     if let Some(f) = response.failure() {
         eprintln!("{name}: {f}");
     }
@@ -98,16 +149,16 @@ async fn main() {
         delay.as_millis()
     );
     println!(
-        "{:<40} {:>12} {:>8} {:>12} {:>8} {:>6}",
+        "{:<52} {:>12} {:>8} {:>12} {:>8} {:>6}",
         "event", "containment", "trips", "everything", "trips", "calls"
     );
     let mut rows = Vec::new();
-    for name in EVENTS {
+    for (name, start) in EVENTS {
         let mut slow = Vec::new();
         let mut fast = Vec::new();
         for _ in 0..runs {
-            slow.push(once(name, delay).await);
-            fast.push(once(name, Duration::ZERO).await);
+            slow.push(once(name, start, delay).await);
+            fast.push(once(name, start, Duration::ZERO).await);
         }
         let calls = slow[0].calls;
         let med = |v: &[Sample], f: fn(&Sample) -> Duration| median(v.iter().map(f).collect());
@@ -116,9 +167,10 @@ async fn main() {
         let trips = |with: Duration, without: Duration| {
             with.saturating_sub(without).as_secs_f64() / delay.as_secs_f64()
         };
+        let label = start.label(name);
         println!(
-            "{:<40} {:>10}ms {:>8.1} {:>10}ms {:>8.1} {:>6}",
-            name,
+            "{:<52} {:>10}ms {:>8.1} {:>10}ms {:>8.1} {:>6}",
+            label,
             c.as_millis(),
             trips(c, c0),
             e.as_millis(),
@@ -126,7 +178,7 @@ async fn main() {
             calls
         );
         rows.push(serde_json::json!({
-            "event": name, "delay_ms": delay.as_millis() as u64,
+            "event": name, "isolated_in_this_vpc_before": start == Start::GroupsExist, "sts_asked_meanwhile": start == Start::Cold, "delay_ms": delay.as_millis() as u64,
             "containment_ms": c.as_millis() as u64, "containment_ms_no_delay": c0.as_millis() as u64,
             "containment_trips": trips(c, c0),
             "everything_ms": e.as_millis() as u64, "everything_ms_no_delay": e0.as_millis() as u64,

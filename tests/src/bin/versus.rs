@@ -4,7 +4,8 @@
 //! freshly seeded local account: `firebreak respond EVENT` (the release
 //! build) against `python responder.py EVENT`, both timed and their peak
 //! memory read by `benches/baseline/measure.py` (wall clock, wait4's
-//! ru_maxrss). Medians of `--runs` runs and the ratios are printed, and
+//! ru_maxrss). The emulator has served every service both use once
+//! before (see `Local::warm_emulator`). Medians of `--runs` runs and the ratios are printed, and
 //! written to `--json FILE`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,6 +28,7 @@ const EVENTS: [&str; 3] = [
 async fn account(name: &str) -> (Local, PathBuf, BTreeMap<String, String>) {
     let local = Local::start().await;
     local.add_app_server_role().await;
+    local.warm_emulator().await;
     let path = std::env::temp_dir().join(format!("firebreak-versus-{}-{name}", std::process::id()));
     std::fs::write(&path, local.seeded.event(name).to_string()).unwrap();
     let mut env = local.seeded.settings();

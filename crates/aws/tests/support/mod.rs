@@ -256,6 +256,11 @@ pub async fn instance_with_volume(
         .unwrap()
         .group_id
         .unwrap();
+    (instance_in(ec2, subnet, &web).await, web)
+}
+
+/// An instance in `subnet` with `group`, and a data volume attached.
+pub async fn instance_in(ec2: &aws_sdk_ec2::Client, subnet: &str, group: &str) -> String {
     let image = ec2.describe_images().send().await.unwrap().images()[0]
         .image_id()
         .unwrap()
@@ -267,7 +272,7 @@ pub async fn instance_with_volume(
         .min_count(1)
         .max_count(1)
         .subnet_id(subnet)
-        .security_group_ids(&web)
+        .security_group_ids(group)
         .send()
         .await
         .unwrap()
@@ -296,7 +301,7 @@ pub async fn instance_with_volume(
         .send()
         .await
         .unwrap();
-    (id, web)
+    id
 }
 
 /// An IAM user with `n` access keys; returns the key ids.
