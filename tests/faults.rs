@@ -379,7 +379,7 @@ fn positions(seen: &[Call], matches: impl Fn(&Call) -> bool) -> Vec<usize> {
 /// soon as containment ends, with no claim between the last action and
 /// the publish; a budget counter that exists is read beside the attempt to
 /// create it; a block reads its NACL once, beside its claim, not again
-/// after it.
+/// after it, and writes its ledger marker beside the listing of old ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notices_claimed_ahead_budget_read_with_its_create_nacl_read_once() {
     let rig = rig().await;
@@ -462,6 +462,19 @@ async fn notices_claimed_ahead_budget_read_with_its_create_nacl_read_once() {
         reads[0] < waited[0],
         "the NACL is read before anything waits for the gate: {order:#?}"
     );
+    // The ledger marker is written while the markers its rule number had
+    // before are listed, not after the listing came back.
+    let marker = positions(&seen, |c| {
+        c.op == "PutObject" && c.path.contains("/blocks/")
+    });
+    let listing = positions(&seen, op("s3", "ListObjectsV2"));
+    let listing: Vec<usize> = listing.into_iter().filter(|&i| i > create[0]).collect();
+    assert_eq!((marker.len(), listing.len()), (1, 1), "{order:#?}");
+    let (put, list) = (seen[marker[0]].at, seen[listing[0]].at);
+    assert!(
+        put.abs_diff(list) < Duration::from_millis(75),
+        "the marker's listing and write leave together: {list:?} {put:?}"
+    );
 }
 
 /// A CLI run (and a function's first event) starts before STS has said
@@ -526,40 +539,7 @@ async fn an_incident_starts_beside_the_sts_call_and_changes_only_what_sts_agrees
     let r = respond_asking(&clients, &rig.cfg, &home, &plans)
         .await
         .unwrap();
-    let deact = r.incidents[0]
-        .actions
-        .iter()
-        .find(|a| a.kind == ActionKind::DeactivateAccessKey)
-        .unwrap();
-    assert_eq!(deact.status, Status::Skipped, "{:#?}", shown(&r));
-    assert!(
-        deact.detail.contains("999988887777") && deact.detail.contains(ACCOUNT),
-        "{}",
-        deact.detail
-    );
-    let seen = rig.proxy.seen();
-    assert!(
-        !seen.iter().any(|c| c.op == "UpdateAccessKey"),
-        "nothing changed"
-    );
-    let keys = rig
-        .local
-        .clients
-        .iam
-        .list_access_keys()
-        .user_name(&rig.local.seeded.user)
-        .send()
-        .await
-        .unwrap();
-    let other = keys
-        .access_key_metadata()
-        .iter()
-        .find(|k| k.access_key_id() == Some(key.as_str()))
-        .unwrap();
-    assert_eq!(
-        other.status(),
-        Some(&aws_sdk_iam::types::StatusType::Active)
-    );
+    assert_not_here(&rig, &r, &key).await;
     // The claim was given back saying why, so a later delivery (once a
     // member role is configured, say) is not kept waiting by it.
     let claims = rig
@@ -572,4 +552,61 @@ async fn an_incident_starts_beside_the_sts_call_and_changes_only_what_sts_agrees
     assert_eq!(claims.len(), 1, "{claims:?}");
     let claim = rig.local.object(&claims[0]).await;
     assert_eq!(claim["ended"]["status"], "skipped", "{claim}");
+
+    // Without a records bucket there is no claim to decide beside: the
+    // guess is settled before anything, reads included, and STS disagreeing
+    // still changes nothing.
+    let mut bare = (*rig.cfg).clone();
+    bare.records_bucket = None;
+    let bare = Arc::new(bare);
+    ev["detail"]["id"] = "another-account-no-bucket".into();
+    let plans = plan_event(ev.to_string().as_bytes(), &bare).unwrap();
+    rig.proxy.clear_seen();
+    let home = HomeAnswer::ask(clients.sts.clone());
+    let r = respond_asking(&clients, &bare, &home, &plans)
+        .await
+        .unwrap();
+    assert_not_here(&rig, &r, &key).await;
+    assert!(
+        !rig.proxy.seen().iter().any(|c| c.op == "ListAccessKeys"),
+        "without a claim, STS is waited for first: nothing is read either"
+    );
+}
+
+/// The leaked key `key`, named by a finding in another account (999988887777)
+/// than the credentials' (ACCOUNT): skipped with both named, never touched.
+async fn assert_not_here(rig: &Rig, r: &Response, key: &str) {
+    let deact = r.incidents[0]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::DeactivateAccessKey)
+        .unwrap();
+    assert_eq!(deact.status, Status::Skipped, "{:#?}", shown(r));
+    assert!(
+        deact.detail.contains("999988887777") && deact.detail.contains(ACCOUNT),
+        "{}",
+        deact.detail
+    );
+    assert!(
+        !rig.proxy.seen().iter().any(|c| c.op == "UpdateAccessKey"),
+        "nothing changed"
+    );
+    let keys = rig
+        .local
+        .clients
+        .iam
+        .list_access_keys()
+        .user_name(&rig.local.seeded.user)
+        .send()
+        .await
+        .unwrap();
+    let found = keys
+        .access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(key))
+        .unwrap();
+    assert_eq!(
+        found.status(),
+        Some(&aws_sdk_iam::types::StatusType::Active)
+    );
 }

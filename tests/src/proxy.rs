@@ -220,7 +220,11 @@ impl Request {
             .unwrap_or("unknown")
             .to_string();
         let op = if service == "s3" {
-            let has_key = path.trim_start_matches('/').contains('/');
+            // `/bucket/key`; a listing is `/bucket/` or `/bucket`.
+            let has_key = path
+                .trim_start_matches('/')
+                .split_once('/')
+                .is_some_and(|(_, key)| !key.is_empty());
             match (self.method.as_str(), has_key) {
                 ("PUT", true) => "PutObject",
                 ("PUT", false) => "CreateBucket",

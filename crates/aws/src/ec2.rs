@@ -43,18 +43,6 @@ pub struct BlockSpec {
     pub quota: usize,
 }
 
-/// The NACL of each subnet.
-pub async fn nacls_for_subnets(
-    ec2: &aws_sdk_ec2::Client,
-    subnets: &[String],
-) -> Result<Vec<String>, AwsError> {
-    let acls = read_nacls(ec2, subnets, &[]).await?;
-    Ok(acls
-        .iter()
-        .filter_map(|n| n.network_acl_id().map(str::to_string))
-        .collect())
-}
-
 /// The NACLs `ids` names or, when it is empty, those of `subnets`, each
 /// with all its entries, in one call: a block reads them beside its claim
 /// and budget, and its first attempt needs no second read.
@@ -143,11 +131,12 @@ pub async fn all_entries(
     }
 }
 
+/// One direction's entries of `nacl`, read now.
 async fn entries(
     ec2: &aws_sdk_ec2::Client,
     nacl: &str,
     egress: bool,
-) -> Result<(Vec<NetworkAclEntry>, Option<String>), AwsError> {
+) -> Result<Vec<NetworkAclEntry>, AwsError> {
     let out = ec2
         .describe_network_acls()
         .network_acl_ids(nacl)
@@ -161,8 +150,7 @@ async fn entries(
             format!("no network ACL {nacl}"),
         )
     })?;
-    let vpc = acl.vpc_id().map(str::to_string);
-    Ok((direction_entries(acl, egress), vpc))
+    Ok(direction_entries(acl, egress))
 }
 
 /// The right to delete one entry. AWS deletes a NACL entry by rule number
@@ -221,7 +209,7 @@ pub async fn block_ip(
         // The first attempt uses the caller's read (`read`), if any.
         let list = match read.take() {
             Some(list) => list,
-            None => entries(ec2, nacl, spec.egress).await?.0,
+            None => entries(ec2, nacl, spec.egress).await?,
         };
         calls.push("DescribeNetworkAcls".to_string());
         if let Some(e) = list
@@ -296,7 +284,7 @@ pub async fn block_ip(
                     continue;
                 };
                 // Under the guard, the rule must still hold what we read.
-                let (now, _) = entries(ec2, nacl, spec.egress).await?;
+                let now = entries(ec2, nacl, spec.egress).await?;
                 calls.push("DescribeNetworkAcls".to_string());
                 let still = now
                     .iter()
@@ -320,7 +308,7 @@ pub async fn block_ip(
                     let err = AwsError::from_sdk("DeleteNetworkAclEntry", e);
                     let now = entries(ec2, nacl, spec.egress).await;
                     guard.give_back(victim, victim_net).await;
-                    if now?.0.iter().any(|e| e.rule_number() == Some(victim)) {
+                    if now?.iter().any(|e| e.rule_number() == Some(victim)) {
                         return Err(err);
                     }
                     calls.push("DeleteNetworkAclEntry (gone)".into());
@@ -400,7 +388,7 @@ pub async fn unblock(
     cidr: IpNet,
 ) -> Result<Step, AwsError> {
     let direction = if egress { "egress" } else { "ingress" };
-    let (list, _) = entries(ec2, nacl, egress).await?;
+    let list = entries(ec2, nacl, egress).await?;
     let mut calls = vec!["DescribeNetworkAcls".to_string()];
     let prior = json!({ "network_acl_id": nacl, "egress": egress, "cidr": cidr.to_string(), "rule_number": rule_number });
     let ours = list.iter().any(|e| {

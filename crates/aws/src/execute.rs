@@ -4,6 +4,7 @@
 //! and a retry skips what an earlier run already completed (read back from
 //! the record's per-action objects).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -1043,7 +1044,9 @@ impl Executor {
     /// the deliveries of one signal, one carries it out and the others read
     /// its outcome. Then the notices, claimed under a fingerprint of how the
     /// containment ended: a replay that changes nothing sends none, a retry
-    /// that completes what failed before sends one more.
+    /// that completes what failed before sends one more. (They are claimed
+    /// ahead, beside the first calls, under the fingerprint of the planned
+    /// ending; see `run_here`.)
     #[instrument(skip_all, fields(incident_id = %plan.incident.id))]
     pub async fn run(&self, plan: &PlannedIncident) -> IncidentReport {
         let i = &plan.incident;
@@ -1389,8 +1392,8 @@ impl Executor {
         let (Some(claims), Some(store)) = (claims, &self.records) else {
             // No records bucket: nothing to claim in (a local `respond`
             // without one); the actions are idempotent by themselves.
-            // (An account is guessed only with a bucket; were it not, the
-            // guess is settled before anything.)
+            // Without a claim to decide beside, a guessed account is
+            // settled before anything, reads included.
             if let Some(why) = self.unconfirmed().await {
                 return vec![Ran::new(not_acted(index, a, why))];
             }
@@ -1795,14 +1798,13 @@ pub async fn respond(executor: &Executor, plans: &firebreak_core::PlanSet) -> Re
 /// An incident that names its account starts at once, as if that were the
 /// credentials' account: its reads, claims, budget and record go out beside
 /// the STS call instead of one round trip after it, and each action's first
-/// change waits for STS to agree. Where STS names another account, the
-/// actions end as they would have with the account known: skipped, "not
-/// here" (a failed STS call fails them, to be retried). Incidents that
-/// cannot start so wait for the answer, as with [`respond`]: those that
-/// name no account, any release (it resolves the place it undoes), and all
-/// of them when member roles are configured (another account is then
-/// reached through a role) or no records bucket is (nothing to claim in,
-/// so no gate to hold the first change).
+/// change waits for STS to agree (see `Executor::unconfirmed`). Where STS
+/// names another account, the actions end as they would have with the
+/// account known: skipped, "not here" (a failed STS call fails them, to be
+/// retried). Incidents that cannot start so wait for the answer, as with
+/// [`respond`]: those that name no account, any release (it resolves the
+/// place it undoes), and all of them when member roles are configured
+/// (another account is then reached through a role).
 ///
 /// `Err` only when an incident that waited for STS could not have its
 /// answer.
@@ -1812,12 +1814,19 @@ pub async fn respond_asking(
     home: &HomeAnswer,
     plans: &firebreak_core::PlanSet,
 ) -> Result<Response, AwsError> {
+    // One executor per account guessed (its places and clients shared by
+    // that account's incidents), one for those that wait.
+    let mut guessed: BTreeMap<&str, Executor> = BTreeMap::new();
+    for account in plans.incidents.iter().filter_map(|p| guessable(p, cfg)) {
+        guessed.entry(account).or_insert_with(|| {
+            Executor::guessing(clients.clone(), cfg.clone(), account, home.clone())
+        });
+    }
     let known = tokio::sync::OnceCell::new();
     let runs = plans.incidents.iter().map(|p| {
-        let known = &known;
+        let (known, guessed) = (&known, &guessed);
         async move {
-            if let Some(account) = guessable(p, cfg) {
-                let exec = Executor::guessing(clients.clone(), cfg.clone(), account, home.clone());
+            if let Some(exec) = guessable(p, cfg).and_then(|a| guessed.get(a)) {
                 return Ok(exec.run(p).await);
             }
             let exec = known
@@ -1840,7 +1849,7 @@ pub async fn respond_asking(
 /// [`respond_asking`]).
 fn guessable<'p>(plan: &'p PlannedIncident, cfg: &Config) -> Option<&'p str> {
     let releases = plan.actions.iter().any(|a| a.kind == ActionKind::Release);
-    if releases || cfg.member_role_name.is_some() || cfg.records_bucket.is_none() {
+    if releases || cfg.member_role_name.is_some() {
         return None;
     }
     plan.incident.account.as_deref().filter(|a| !a.is_empty())

@@ -361,8 +361,8 @@ impl RecordStore {
         // what the list found, whichever came first.
         let (stale, put) =
             futures_util::future::join(self.list(&prefix), self.put(&m.key(), m, false)).await;
-        let (stale, _) = (stale?, put?);
-        for key in stale.iter().filter(|k| **k != m.key()) {
+        put?;
+        for key in stale?.iter().filter(|k| **k != m.key()) {
             self.delete(key).await?;
         }
         Ok(())

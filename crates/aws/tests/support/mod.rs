@@ -233,10 +233,11 @@ pub async fn vpc_with_subnet(ec2: &aws_sdk_ec2::Client) -> (String, String, Stri
         .unwrap()
         .subnet_id
         .unwrap();
-    let nacls = firebreak_aws::ec2::nacls_for_subnets(ec2, std::slice::from_ref(&subnet))
+    let nacls = firebreak_aws::ec2::read_nacls(ec2, std::slice::from_ref(&subnet), &[])
         .await
         .unwrap();
-    (vpc, subnet, nacls[0].clone())
+    let nacl = nacls[0].network_acl_id().unwrap().to_string();
+    (vpc, subnet, nacl)
 }
 
 /// An instance in `subnet` with a launch group `web` and a second EBS
