@@ -28,7 +28,7 @@ TEST_TARGETS := --workspace --tests --benches --locked
 CLIPPY_DRIVER = $(shell rustc --print sysroot)/bin/clippy-driver
 WITH_CLIPPY = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
-.PHONY: help test test-build lint style venv fmt plan bench bench-core bench-roundtrips bench-versus bench-coldstart fuzz demo build watch invoke deploy clean
+.PHONY: help test test-build lint style venv fmt plan firebreak golden bench bench-core bench-roundtrips bench-versus bench-coldstart fuzz demo build watch invoke deploy clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,9 +40,10 @@ test: ## format check, cfn-lint, clippy (warnings denied), every test (the AWS o
 	@$(MAKE) --no-print-directory style
 	$(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS)
 
-test-build: ## what `make test` compiles, with clippy (warnings denied) on our crates
+test-build: ## the one debug build every local verb uses, with clippy (warnings denied) on our crates
 	@test -x $(CLIPPY_DRIVER) || { echo "clippy is not installed: rustup component add clippy"; exit 1; }
-	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
+	@# Not echoed: `make plan` and `make firebreak` keep stdout for their output.
+	@$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
 
 venv: ## the project's Python venv with the pinned tools (once; again when PY_TOOLS changes)
 	@if [ "$$(cat $(VENV)/.installed 2>/dev/null)" != "$(PY_TOOLS)" ]; then \
@@ -52,8 +53,7 @@ venv: ## the project's Python venv with the pinned tools (once; again when PY_TO
 	  echo "$(PY_TOOLS)" > $(VENV)/.installed; \
 	fi
 
-lint: style ## the static checks alone: style, then cargo clippy -D warnings
-	$(CARGO) clippy $(TARGETS) -- -D warnings
+lint: style test-build ## the static checks alone: style, then clippy (warnings denied) in the shared build
 
 style: venv ## cargo fmt --check, cfn-lint on both templates, the core stays pure
 	$(CARGO) fmt --all -- --check
@@ -65,18 +65,33 @@ style: venv ## cargo fmt --check, cfn-lint on both templates, the core stays pur
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-plan: ## print the plan for EVENT under POLICY, e.g. make plan EVENT=events/alarm-failed-login.json
-	$(CARGO) run --quiet -p firebreak-cli -- plan --pretty --policy $(POLICY) $(EVENT)
+# Every verb below runs what `make test-build` built: one compile of the AWS
+# SDK and of our crates for `make test`, `make demo` and all of these (a
+# `cargo run -p …` or `cargo lambda watch` would resolve other features and
+# compile the SDK again; tests/commands.rs fails if a verb or the README
+# does that). The clippy wrapper is passed on to the programs that build.
+FIREBREAK := $(TARGET_DIR)/debug/firebreak
 
-demo: venv ## the main job on an embedded default: local AWS, a seeded account, the functions, the outcome
-	$(CARGO) build $(TARGETS)
-	$(TARGET_DIR)/debug/firebreak-demo
+plan: test-build ## print the plan for EVENT under POLICY, e.g. make plan EVENT=events/alarm-failed-login.json
+	@$(FIREBREAK) plan --pretty --policy $(POLICY) $(EVENT)
+
+firebreak: test-build ## the firebreak CLI, e.g. make firebreak ARGS='incidents list --since 24h' (or run $(TARGET_DIR)/debug/firebreak)
+	@$(FIREBREAK) $(ARGS)
+
+golden: ## rewrite events/plans/ from the current planner (review the diff like code)
+	UPDATE_GOLDEN=1 $(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS) --test golden
+
+demo: ## the main job on an embedded default: local AWS, a seeded account, the functions, the outcome
+	@# The venv's first install overlaps the build, as in `make test`.
+	@$(MAKE) --no-print-directory -j2 venv test-build
+	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-demo
 
 build: venv ## Lambda bundles: cargo lambda build --release --arm64 (target/lambda/<function>/bootstrap)
 	$(VENV)/bin/cargo-lambda lambda build --release --arm64 $(foreach f,$(FUNCTIONS),--bin $(f))
 
-watch: venv ## serve the functions locally on 127.0.0.1:9000 (cargo lambda watch)
-	$(VENV)/bin/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000
+watch: ## serve the functions on 127.0.0.1:9000 against the AWS your environment names (Ctrl-C stops; run again after a change)
+	@$(MAKE) --no-print-directory -j2 venv test-build
+	$(TARGET_DIR)/debug/firebreak-serve --port 9000
 
 invoke: venv ## send EVENT to FN under `make watch`, e.g. make invoke FN=firebreak-alarm EVENT=events/alarm-failed-login.json
 	$(VENV)/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 --data-file $(EVENT) $(FN)
@@ -89,19 +104,18 @@ bench: bench-core bench-roundtrips bench-versus bench-coldstart ## every benchma
 bench-core: ## criterion: parse → classify → plan, events per second on one core
 	$(CARGO) bench -p firebreak-core --bench plan
 
-bench-roundtrips: venv ## time to containment in AWS round trips (every call held 100 ms by a proxy)
-	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
-	$(TARGET_DIR)/debug/firebreak-roundtrips --runs 5 --json $(TARGET_DIR)/bench-roundtrips.json
+bench-roundtrips: venv test-build ## time to containment in AWS round trips (every call held 100 ms by a proxy)
+	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-roundtrips --runs 5 --json $(TARGET_DIR)/bench-roundtrips.json
 
 bench-versus: venv ## Firebreak's release binary side by side with the Python baseline, whole process
 	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer
-	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
-	$(TARGET_DIR)/debug/firebreak-versus --runs 5 --json $(TARGET_DIR)/bench-versus.json
+	@$(MAKE) --no-print-directory test-build
+	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-versus --runs 5 --json $(TARGET_DIR)/bench-versus.json
 
 bench-coldstart: venv ## each function's release binary: exec to ready and to first answer, size, peak memory
 	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer
-	$(WITH_CLIPPY) $(CARGO) build $(TARGETS)
-	$(TARGET_DIR)/debug/firebreak-coldstart --runs 5 --json $(TARGET_DIR)/bench-coldstart.json
+	@$(MAKE) --no-print-directory test-build
+	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-coldstart --runs 5 --json $(TARGET_DIR)/bench-coldstart.json
 
 fuzz: ## fuzz the parser for FUZZ_SECONDS (needs cargo-fuzz; see README)
 	cd crates/core/fuzz && mkdir -p corpus/plan_event && RUSTC_BOOTSTRAP=1 cargo fuzz run plan_event corpus/plan_event ../../../events ../../../events/invalid -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536

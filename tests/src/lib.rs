@@ -56,6 +56,17 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// The build every verb shares: the Makefile's `cargo build $(TARGETS)`
+/// (`tests/commands.rs` holds the two equal).
+pub const BUILD_ARGS: [&str; 6] = [
+    "build",
+    "--workspace",
+    "--bins",
+    "--tests",
+    "--benches",
+    "--locked",
+];
+
 /// Builds the function binaries (once per process). `cargo test` builds
 /// test harnesses, not the other packages' binaries, and a binary left from
 /// an earlier build would test old code. With everything fresh this is a
@@ -68,15 +79,8 @@ pub fn build_functions() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--workspace",
-                "--bins",
-                "--tests",
-                "--benches",
-                "--locked",
-                "--quiet",
-            ])
+            .args(BUILD_ARGS)
+            .arg("--quiet")
             .current_dir(root())
             .status()
             .expect("run cargo build");
@@ -393,6 +397,16 @@ impl Drop for Functions {
     }
 }
 
+/// Which AWS the functions act on.
+#[derive(Debug, Clone, Copy)]
+pub enum Aws<'a> {
+    /// The local emulator (test credentials, its endpoint, eu-west-1).
+    Emulator(&'a Emulator),
+    /// Whatever the environment says (`AWS_PROFILE`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, …): `make watch`.
+    Inherited,
+}
+
 impl Functions {
     /// Starts the Lambda APIs and every function with `settings` (the
     /// `FIREBREAK_*` variables) against the emulator.
@@ -400,9 +414,28 @@ impl Functions {
         // Before anything starts: the build can take minutes, and the
         // processes below each have a time limit.
         build_functions();
-        let port = free_port();
+        Functions::launch(free_port(), Aws::Emulator(emu), settings, false)
+    }
+
+    /// Starts `cargo lambda watch --only-lambda-apis` on `port` and every
+    /// function binary as it was built (see [`build_functions`]) polling
+    /// it. `show_logs` passes the functions' logs through to this
+    /// process's output.
+    pub fn launch(
+        port: u16,
+        aws: Aws<'_>,
+        settings: &BTreeMap<String, String>,
+        show_logs: bool,
+    ) -> Functions {
+        let output = || {
+            if show_logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
         let watch = Command::new("timeout")
-            .arg("900")
+            .arg(if show_logs { "0" } else { "900" })
             .arg(venv_bin("cargo-lambda"))
             .args(["lambda", "watch", "--only-lambda-apis"])
             .args(["--invoke-address", "127.0.0.1"])
@@ -423,11 +456,19 @@ impl Functions {
         let mut functions = Vec::new();
         for name in FUNCTIONS {
             let mut cmd = Command::new("timeout");
-            cmd.arg("900").arg(bin_dir().join(name));
-            for (k, _) in std::env::vars()
-                .filter(|(k, _)| k.starts_with("FIREBREAK_") || k.starts_with("AWS_"))
-            {
-                cmd.env_remove(k);
+            cmd.arg(if show_logs { "0" } else { "900" })
+                .arg(bin_dir().join(name));
+            if let Aws::Emulator(emu) = aws {
+                for (k, _) in std::env::vars()
+                    .filter(|(k, _)| k.starts_with("FIREBREAK_") || k.starts_with("AWS_"))
+                {
+                    cmd.env_remove(k);
+                }
+                cmd.env("AWS_ENDPOINT_URL", &emu.url)
+                    .env("AWS_REGION", "eu-west-1")
+                    .env("AWS_ACCESS_KEY_ID", "testing")
+                    .env("AWS_SECRET_ACCESS_KEY", "testing")
+                    .env("AWS_EC2_METADATA_DISABLED", "true");
             }
             cmd.env(
                 "AWS_LAMBDA_RUNTIME_API",
@@ -437,14 +478,9 @@ impl Functions {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_ENDPOINT_URL", &emu.url)
-            .env("AWS_REGION", "eu-west-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(settings)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(output())
+            .stderr(output());
             functions.push(cmd.spawn().unwrap());
         }
         Functions {

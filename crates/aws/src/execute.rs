@@ -979,14 +979,21 @@ impl Executor {
         // listing shows it without reading every release.
         if !undone.is_empty() {
             let mark = json!({ "released_by": release_id, "at": now(), "action": a.params.action, "undone": undone });
-            if let Err(e) = store
-                .put_new(&RecordStore::release_key(&prefix, release_id), &mark)
-                .await
-            {
-                warn!(
-                    code = e.code.as_deref().unwrap_or("-"),
-                    "release mark not written"
-                );
+            let (marked, handled) = join(
+                store.put_new(&RecordStore::release_key(&prefix, release_id), &mark),
+                store.put_handled(earlier_id, &prefix, "released", Utc::now()),
+            )
+            .await;
+            for (e, what) in [
+                (marked.err(), "release mark not written"),
+                (handled.err(), "release not indexed by time"),
+            ] {
+                if let Some(e) = e {
+                    warn!(
+                        code = e.code.as_deref().unwrap_or("-"),
+                        what, "release bookkeeping failed"
+                    );
+                }
             }
             calls.push("PutObject".into());
         }
@@ -1594,12 +1601,21 @@ impl Executor {
             plan,
         };
         let key = format!("{prefix}incident.json");
-        // The record and its index entry at once: one round trip, not two.
-        let (written, index_written) = join(
+        // The record, its index entry and this handling's entry in the
+        // handling-time index at once: one round trip, not three. A replay
+        // is a handling too: "what did Firebreak do today" lists it.
+        let (written, index_written, handled) = join3(
             store.put_new(&key, &body),
             store.put_index(&plan.incident.id, prefix),
+            store.put_handled(&plan.incident.id, prefix, "handled", Utc::now()),
         )
         .await;
+        if let Err(e) = handled {
+            warn!(
+                code = e.code.as_deref().unwrap_or("-"),
+                "handling not indexed: a listing by time may miss this run"
+            );
+        }
         let written = match written {
             // S3 wrote it but the answer was lost, and the SDK's retry met
             // our own object: it is this delivery's record.
@@ -1722,6 +1738,18 @@ impl Executor {
                         Ok(_) => store.delete(&key).await,
                         Err(err) => Err(err),
                     };
+                    // The lift is a handling of the incident that placed it.
+                    let indexed = match store.find_prefix(&marker.incident_id).await {
+                        Ok(Some(prefix)) => store
+                            .put_handled(&marker.incident_id, &prefix, "block_lifted", now)
+                            .await
+                            .map(|_| ()),
+                        Ok(None) => Ok(()),
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = indexed {
+                        warn!(code = err.code.as_deref().unwrap_or("-"), incident_id = %marker.incident_id, "lift not indexed by time");
+                    }
                     if let Err(err) = recorded {
                         warn!(code = err.code.as_deref().unwrap_or("-"), %key, "lift not recorded; the next run retries");
                     }

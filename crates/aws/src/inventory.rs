@@ -3,14 +3,19 @@
 //! deny entries it holds in each network ACL (checked against the NACL
 //! itself, which is the truth).
 //!
-//! A listing reads one paged `ListObjectsV2` of the incidents in the time
-//! range, takes each action's state from its object names alone, and reads
-//! only each `incident.json` (sixteen at a time).
+//! A listing answers by when Firebreak handled an incident (recorded it,
+//! ran it again, released it, lifted its block), not by the date its record
+//! is filed under (the signal's first sighting, which for a recurring
+//! GuardDuty finding can be months old). It reads the handling-time index
+//! of the window and the records filed in it (two paged `ListObjectsV2`),
+//! takes each action's state from its object names alone, and reads only
+//! each `incident.json` (sixteen at a time).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use firebreak_core::Severity;
+use futures_util::future::join;
 use futures_util::stream::{self, StreamExt};
 use ipnet::IpNet;
 use serde::Serialize;
@@ -19,7 +24,7 @@ use serde_json::Value;
 use crate::error::AwsError;
 use crate::execute::Executor;
 use crate::outcome::ActionOutcome;
-use crate::record::{BlockMarker, RecordStore};
+use crate::record::{BlockMarker, Handled, RecordStore};
 
 /// Reads in flight at once while listing.
 const READS_AT_ONCE: usize = 16;
@@ -93,6 +98,11 @@ pub struct IncidentSummary {
     pub id: String,
     /// When it was first recorded.
     pub recorded_at: Option<String>,
+    /// The last time Firebreak handled it in the listing's window: recorded
+    /// it, ran it again on a redelivery, released some of it, or lifted one
+    /// of its blocks (the first recording, for records written before the
+    /// handling-time index existed).
+    pub handled_at: Option<String>,
     /// Its severity.
     pub severity: Option<Severity>,
     /// What it is.
@@ -116,9 +126,9 @@ pub struct IncidentSummary {
 /// What a listing keeps.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Recorded at or after.
+    /// Handled at or after.
     pub since: Option<DateTime<Utc>>,
-    /// Recorded before.
+    /// Handled before.
     pub until: Option<DateTime<Utc>>,
     /// At least this severe.
     pub min_severity: Option<Severity>,
@@ -129,14 +139,17 @@ pub struct Filter {
 }
 
 impl Filter {
+    fn in_window(&self, at: DateTime<Utc>) -> bool {
+        self.since.is_none_or(|t| at >= t) && self.until.is_none_or(|t| at < t)
+    }
+
     fn keeps(&self, s: &IncidentSummary) -> bool {
         let at = s
-            .recorded_at
+            .handled_at
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        self.since.is_none_or(|t| at.is_some_and(|a| a >= t))
-            && self.until.is_none_or(|t| at.is_some_and(|a| a < t))
+        at.is_some_and(|a| self.in_window(a))
             && self
                 .min_severity
                 .is_none_or(|m| s.severity.is_some_and(|v| v >= m))
@@ -275,6 +288,7 @@ fn summarise(
     IncidentSummary {
         id: id.to_string(),
         recorded_at: text("recorded_at"),
+        handled_at: text("recorded_at"),
         severity: record["severity"].as_str().and_then(Severity::parse),
         incident_type: text("type").unwrap_or_else(|| "-".into()),
         source: text("source").unwrap_or_else(|| "-".into()),
@@ -298,8 +312,16 @@ impl Executor {
         })
     }
 
-    /// The incidents the filter keeps, newest first. `progress(done, total)`
-    /// is called as each record is read.
+    /// The incidents Firebreak handled in the filter's window, newest
+    /// handling first. `progress(done, total)` is called as each record is
+    /// read.
+    ///
+    /// Two listings go out at once: the handling-time index of the window's
+    /// days (every incident recorded, run again, released or with a block
+    /// lifted then, whatever date its record is filed under), and the
+    /// records filed from the window's start (the records written before
+    /// that index existed). An incident the index names whose record is
+    /// filed earlier than that is listed on its own.
     pub async fn incidents(
         &self,
         filter: &Filter,
@@ -308,17 +330,62 @@ impl Executor {
         let store = self.store()?;
         // Records are filed by the incident's (first-seen) date, which may
         // be a little before it was recorded: list from the day before.
-        let from = filter
+        let filed_from = filter
             .since
             .map(|t| (t - TimeDelta::days(1)).format("%Y-%m-%d").to_string());
-        let keys = store
-            .list_after("incidents/", from.map(|d| format!("incidents/dt={d}")))
-            .await?;
-        let grouped = group(&keys);
+        let handled_from = filter
+            .since
+            .map(|t| Handled::day_prefix(t).trim_end_matches('/').to_string());
+        let (handled, keys) = join(
+            store.list_after("handled/", handled_from),
+            store.list_after(
+                "incidents/",
+                filed_from.clone().map(|d| format!("incidents/dt={d}")),
+            ),
+        )
+        .await;
+        // Each incident's last handling in the window, and where it is filed.
+        let mut last: HashMap<String, (i64, String)> = HashMap::new();
+        for k in handled?.iter().filter_map(|k| Handled::parse_key(k)) {
+            let in_window =
+                DateTime::from_timestamp_millis(k.at_ms).is_some_and(|t| filter.in_window(t));
+            if !in_window {
+                continue;
+            }
+            let e = last
+                .entry(k.incident_id.clone())
+                .or_insert((k.at_ms, k.filed.clone()));
+            e.0 = e.0.max(k.at_ms);
+        }
+        let mut grouped = group(&keys?);
+        let listed: HashSet<&str> = grouped.keys().map(|(_, id)| id.as_str()).collect();
+        let older: Vec<(String, String)> = last
+            .iter()
+            .filter(|(id, _)| !listed.contains(id.as_str()))
+            .map(|(id, (_, filed))| (filed.clone(), id.clone()))
+            .collect();
+        let more = stream::iter(older.into_iter().map(|(filed, id)| async move {
+            let prefix = format!("incidents/dt={filed}/{id}/");
+            Ok::<_, AwsError>(((filed, id), store.list(&prefix).await?))
+        }))
+        .buffer_unordered(READS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+        for r in more {
+            let ((filed, id), keys) = r?;
+            let tails = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix(&format!("incidents/dt={filed}/{id}/")))
+                .map(str::to_string)
+                .collect::<Vec<_>>();
+            if !tails.is_empty() {
+                grouped.insert((filed, id), tails);
+            }
+        }
         let total = grouped.len();
         let done = std::sync::atomic::AtomicUsize::new(0);
         let read = stream::iter(grouped.iter().map(|((date, id), tails)| {
-            let done = &done;
+            let (done, last) = (&done, &last);
             async move {
                 let key = format!("incidents/dt={date}/{id}/incident.json");
                 let record = if tails.iter().any(|t| t == "incident.json") {
@@ -328,7 +395,14 @@ impl Executor {
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(n, total);
-                Ok::<_, AwsError>(summarise(store.bucket(), date, id, tails, &record))
+                let mut s = summarise(store.bucket(), date, id, tails, &record);
+                if let Some(t) = last
+                    .get(id)
+                    .and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
+                {
+                    s.handled_at = Some(t.to_rfc3339_opts(SecondsFormat::Millis, true));
+                }
+                Ok::<_, AwsError>(s)
             }
         }))
         .buffer_unordered(READS_AT_ONCE)
@@ -341,7 +415,7 @@ impl Executor {
                 out.push(s);
             }
         }
-        out.sort_by(|a, b| b.recorded_at.cmp(&a.recorded_at).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| b.handled_at.cmp(&a.handled_at).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 

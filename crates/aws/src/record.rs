@@ -352,6 +352,26 @@ impl RecordStore {
         Ok(v.and_then(|v| v["prefix"].as_str().map(str::to_string)))
     }
 
+    /// Notes in the handling-time index that Firebreak handled an incident
+    /// (recorded it, ran it again, released some of it, lifted a block of
+    /// it) at `at`, so a listing by time finds it whatever date its record
+    /// is filed under (see [`Handled`]).
+    pub async fn put_handled(
+        &self,
+        incident_id: &str,
+        prefix: &str,
+        what: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Written, AwsError> {
+        let mark = Handled {
+            incident_id: incident_id.to_string(),
+            prefix: prefix.to_string(),
+            what: what.to_string(),
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        self.put_new(&mark.key(at), &mark).await
+    }
+
     /// Records that Firebreak placed a deny entry (the ledger the block
     /// expirer and the eviction order read). The NACL stays the truth: a
     /// marker counts only while its rule number still holds its CIDR.
@@ -451,6 +471,82 @@ impl RecordStore {
     }
 }
 
+/// One handling of an incident, as the handling-time index keeps it. The
+/// record is filed under the date its signal was first seen (so GuardDuty's
+/// re-sends of a finding land in one place), which can be months before a
+/// responder asks "what did Firebreak do today?"; this index answers by
+/// when Firebreak handled it. The key holds everything a listing needs
+/// (one list call, no reads):
+/// `handled/dt=<day handled>/<ms since the epoch, 13 digits>_<incident id>_<day filed>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handled {
+    /// The incident.
+    pub incident_id: String,
+    /// Its record prefix (`incidents/dt=…/<id>/`).
+    pub prefix: String,
+    /// `handled` (a delivery ran it), `released` or `block_lifted`.
+    pub what: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// What a handling-time index key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandledKey {
+    /// When, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The incident.
+    pub incident_id: String,
+    /// The day its record is filed under (`YYYY-MM-DD`).
+    pub filed: String,
+}
+
+impl Handled {
+    /// Where the index keeps all handlings of one day.
+    pub fn day_prefix(day: DateTime<Utc>) -> String {
+        format!("handled/dt={}/", day.format("%Y-%m-%d"))
+    }
+
+    fn key(&self, at: DateTime<Utc>) -> String {
+        let filed = self
+            .prefix
+            .strip_prefix("incidents/dt=")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default();
+        format!(
+            "{}{:013}_{}_{filed}.json",
+            Handled::day_prefix(at),
+            at.timestamp_millis(),
+            self.incident_id
+        )
+    }
+
+    /// Reads a key back; `None` for anything else.
+    pub fn parse_key(key: &str) -> Option<HandledKey> {
+        let file = key
+            .strip_prefix("handled/dt=")?
+            .split_once('/')?
+            .1
+            .strip_suffix(".json")?;
+        let mut parts = file.splitn(3, '_');
+        let at_ms = parts.next()?.parse().ok()?;
+        let incident_id = parts.next()?.to_string();
+        let filed = parts.next()?.to_string();
+        let ok = incident_id.starts_with("fb-")
+            && chrono::NaiveDate::parse_from_str(&filed, "%Y-%m-%d").is_ok();
+        ok.then_some(HandledKey {
+            at_ms,
+            incident_id,
+            filed,
+        })
+    }
+
+    /// The record prefix of the incident a key names.
+    pub fn record_prefix(k: &HandledKey) -> String {
+        format!("incidents/dt={}/{}/", k.filed, k.incident_id)
+    }
+}
+
 /// One deny entry Firebreak placed, as the ledger keeps it. The key holds
 /// the rule number, the creation time and the CIDR so that one list call
 /// gives the eviction order:
@@ -513,6 +609,35 @@ impl BlockMarker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handled_keys_carry_time_incident_and_filing_day() {
+        let at = DateTime::parse_from_rfc3339("2027-12-04T10:11:12.345Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mark = Handled {
+            incident_id: "fb-a600cce2b4010f814d5f".into(),
+            prefix: "incidents/dt=2026-11-20/fb-a600cce2b4010f814d5f/".into(),
+            what: "handled".into(),
+            at: at.to_rfc3339(),
+        };
+        let key = mark.key(at);
+        assert_eq!(
+            key,
+            "handled/dt=2027-12-04/1827915072345_fb-a600cce2b4010f814d5f_2026-11-20.json"
+        );
+        let parsed = Handled::parse_key(&key).unwrap();
+        assert_eq!(parsed.at_ms, at.timestamp_millis());
+        assert_eq!(Handled::record_prefix(&parsed), mark.prefix);
+        for bad in [
+            "handled/dt=2027-12-04/x_fb-1_2026-11-20.json",
+            "handled/dt=2027-12-04/1_fb-1_yesterday.json",
+            "handled/dt=2027-12-04/1_id_2026-11-20.json",
+            "blocks/acl-1/ingress/00001/1_198.51.100.7_32.json",
+        ] {
+            assert_eq!(Handled::parse_key(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn marker_keys_carry_rule_time_and_cidr() {

@@ -181,11 +181,23 @@ async fn leaked_key_only_the_named_key_goes_inactive_once() {
         status_of(&second, ActionKind::NotifyTeam),
         Status::AlreadyDone
     );
+    // A replay writes nothing new but its line in the handling-time index
+    // (so "what did Firebreak handle today" lists it).
+    let after = objects(&acct, "records-leaked-key").await;
+    let handled = |keys: &[String]| keys.iter().filter(|k| k.starts_with("handled/")).count();
+    let rest = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| !k.starts_with("handled/"))
+            .cloned()
+            .collect()
+    };
     assert_eq!(
-        objects(&acct, "records-leaked-key").await,
-        objects_before,
+        rest(&after),
+        rest(&objects_before),
         "a replay writes nothing new"
     );
+    assert_eq!(handled(&objects_before), 1, "{objects_before:#?}");
+    assert_eq!(handled(&after), 2, "{after:#?}");
     assert!(
         objects_before
             .iter()
@@ -755,6 +767,29 @@ async fn the_expirer_lifts_blocks_whose_time_is_up_and_records_it() {
         keys.iter().filter(|k| k.starts_with("blocks/")).count(),
         1,
         "{keys:?}"
+    );
+    // The lift is a handling of the incident that placed the block: a
+    // listing of the day it happened names it.
+    let lifted_day = format!("handled/dt={}/", later.format("%Y-%m-%d"));
+    let lift_handled: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with(&lifted_day) && k.contains(&lifted[0].marker.incident_id))
+        .collect();
+    assert_eq!(lift_handled.len(), 1, "{keys:#?}");
+    let listed = exec
+        .incidents(
+            &firebreak_aws::inventory::Filter {
+                since: Some(later - chrono::TimeDelta::minutes(1)),
+                ..Default::default()
+            },
+            &|_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec![lifted[0].marker.incident_id.as_str()],
+        "{listed:#?}"
     );
     // Running again lifts nothing more.
     assert!(exec.expire_blocks(later).await.unwrap().is_empty());

@@ -86,12 +86,14 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum IncidentsCmd {
-    /// The incidents in a time range, newest first.
+    /// The incidents Firebreak handled in a time range (recorded, ran again,
+    /// released, lifted a block), whatever date the signal was first seen;
+    /// the most recently handled first.
     List {
-        /// Recorded since: `7d`, `12h`, `30m`, a date or an RFC 3339 time.
+        /// Handled since: `7d`, `12h`, `30m`, a date or an RFC 3339 time.
         #[arg(long, default_value = "7d")]
         since: String,
-        /// Recorded before: a date or an RFC 3339 time.
+        /// Handled before: a date or an RFC 3339 time.
         #[arg(long)]
         until: Option<String>,
         /// At least this severe (low, medium, high, critical).

@@ -86,7 +86,7 @@ pub fn incidents(found: &[IncidentSummary]) -> String {
     let _ = writeln!(
         out,
         "{:<23}  {:<16}  {:<8}  {:<40}  {:<12}  {:<14}  {:<11}  ACTIONS",
-        "ID", "RECORDED (UTC)", "SEVERITY", "TYPE", "ACCOUNT", "REGION", "STATUS"
+        "ID", "HANDLED (UTC)", "SEVERITY", "TYPE", "ACCOUNT", "REGION", "STATUS"
     );
     for s in found {
         let actions: Vec<String> = s
@@ -101,7 +101,7 @@ pub fn incidents(found: &[IncidentSummary]) -> String {
             out,
             "{:<23}  {:<16}  {:<8}  {:<40}  {:<12}  {:<14}  {:<11}  {}",
             clean(&s.id, 23),
-            minute(s.recorded_at.as_deref()),
+            minute(s.handled_at.as_deref()),
             s.severity.map(|v| v.as_str()).unwrap_or("-"),
             clean(&s.incident_type, 40),
             clean(s.account.as_deref().unwrap_or("-"), 12),

@@ -234,6 +234,10 @@ async fn an_inbound_brute_force_is_blocked_and_the_target_isolated_once() {
 /// returns the NACL, the instance's groups and its termination setting to
 /// their recorded prior state and is itself recorded. Bad arguments are
 /// refused with one line and nothing on stdout.
+///
+/// The finding was first seen a year before the clock (GuardDuty re-sends
+/// a recurring finding for months): the listing answers by when Firebreak
+/// handled it, never by the finding's date, so this test holds on any day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_blocks_and_release_read_back_and_undo_what_respond_did() {
     let emu = Emulator::start();
@@ -244,10 +248,24 @@ async fn incidents_blocks_and_release_read_back_and_undo_what_respond_did() {
     let (instance, _web) = support::instance_with_volume(&ec2, &vpc, &subnet).await;
     let groups = || support::eni_group_ids(&ec2, &instance);
     let before = groups().await;
-    let ev = support::brute_force_on(&instance, &subnet, &vpc);
+    let mut ev = support::brute_force_on(&instance, &subnet, &vpc);
+    let first_seen = chrono::Utc::now() - chrono::TimeDelta::days(365);
+    let original = chrono::DateTime::parse_from_rfc3339(
+        ev["detail"]["service"]["eventFirstSeen"].as_str().unwrap(),
+    )
+    .unwrap();
+    support::shift_finding_times(&mut ev, first_seen - original.with_timezone(&chrono::Utc));
+    let handled_from = chrono::Utc::now();
     let (out, first) = respond(&emu, bucket, &topic, &ev);
     assert!(out.status.success(), "{first:#}");
     let id = first["incidents"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        first["incidents"][0]["record"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/dt={}/", first_seen.format("%Y-%m-%d"))),
+        "filed under the day GuardDuty first saw it: {first:#}"
+    );
 
     // The table: one line per incident, with what a responder scans for.
     let (table, _) = run_text(&emu, bucket, &topic, &["incidents", "list"], true);
@@ -274,6 +292,51 @@ async fn incidents_blocks_and_release_read_back_and_undo_what_respond_did() {
     let listed: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["status"], "contained");
+    // Its time is when Firebreak handled it, and the window goes by that.
+    let handled_at =
+        chrono::DateTime::parse_from_rfc3339(listed[0]["handled_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+    assert!(
+        handled_at >= handled_from - chrono::TimeDelta::seconds(1),
+        "{listed:#}"
+    );
+    let since = |s: &str| {
+        let (json, _) = run_text(
+            &emu,
+            bucket,
+            &topic,
+            &["incidents", "list", "--json", "--since", s],
+            true,
+        );
+        serde_json::from_str::<Value>(&json).unwrap()
+    };
+    assert_eq!(
+        since("30m")[0]["id"],
+        id.as_str(),
+        "handled within the last 30 minutes"
+    );
+    let before_it = (handled_from - chrono::TimeDelta::hours(1)).to_rfc3339();
+    let (json, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &[
+            "incidents",
+            "list",
+            "--json",
+            "--since",
+            "400d",
+            "--until",
+            &before_it,
+        ],
+        true,
+    );
+    assert_eq!(
+        json.trim(),
+        "[]",
+        "not handled before it was handled, whatever its first sighting"
+    );
     let (json, _) = run_text(
         &emu,
         bucket,

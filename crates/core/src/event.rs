@@ -96,8 +96,10 @@ pub struct Alarm {
     /// A display name such as "US East (N. Virginia)", not a region code.
     #[serde(default)]
     pub region: Option<String>,
-    /// `arn:aws:cloudwatch:<region>:<account>:alarm:<name>`.
-    pub alarm_arn: String,
+    /// `arn:aws:cloudwatch:<region>:<account>:alarm:<name>`; older
+    /// notifications (still sent by some accounts' alarms) have none.
+    #[serde(default)]
+    pub alarm_arn: Option<String>,
     /// The metric and its evaluation window.
     #[serde(default)]
     pub trigger: Option<AlarmTrigger>,

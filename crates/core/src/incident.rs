@@ -290,6 +290,7 @@ pub fn from_event(
     let mut ignored = Vec::new();
     match event {
         Event::Sns(items) => {
+            let mut first_record = BTreeMap::new();
             for item in items {
                 let mut incident = match &item.body {
                     SnsBody::Alarm(alarm) => {
@@ -308,6 +309,19 @@ pub fn from_event(
                     }
                     SnsBody::GuardDuty(g) => from_guardduty(g, cfg),
                 };
+                // The same signal twice in one delivery (a re-publish, a
+                // fan-in of two subscriptions) is one incident.
+                if let Some(first) = first_record.get(&incident.id) {
+                    ignored.push(Ignored {
+                        record: item.index,
+                        reason: format!(
+                            "the same signal as record {first}: incident {} is handled once",
+                            incident.id
+                        ),
+                    });
+                    continue;
+                }
+                first_record.insert(incident.id.clone(), item.index);
                 incident.evidence.sns_message_id =
                     Some(format!("{} (record {})", item.message_id, item.index));
                 incidents.push(incident);
@@ -634,6 +648,8 @@ fn normalise_time(s: &str) -> String {
 fn alarm_region(alarm: &Alarm) -> Option<String> {
     let from_arn = alarm
         .alarm_arn
+        .as_deref()
+        .unwrap_or_default()
         .split(':')
         .nth(3)
         .filter(|r| ids::is_region_code(r))
@@ -650,9 +666,20 @@ fn alarm_region(alarm: &Alarm) -> Option<String> {
 }
 
 fn from_alarm(alarm: &Alarm, cfg: &Config) -> Incident {
+    // The alarm's identity is its ARN; an older notification without one
+    // is named by its account, region and name instead.
+    let alarm_id = match alarm.alarm_arn.as_deref().filter(|a| !a.trim().is_empty()) {
+        Some(arn) => arn.to_string(),
+        None => format!(
+            "{}:{}:{}",
+            alarm.aws_account_id,
+            alarm.region.as_deref().unwrap_or_default(),
+            alarm.alarm_name
+        ),
+    };
     let key = format!(
-        "alarm:{}:{}:{}",
-        alarm.alarm_arn, alarm.state_change_time, alarm.new_state_value
+        "alarm:{alarm_id}:{}:{}",
+        alarm.state_change_time, alarm.new_state_value
     );
     let (alert_type, severity) = cfg.severity.alarm(&alarm.alarm_name);
     let mut i = new_incident(key, Source::CloudwatchAlarm, alert_type, severity);
@@ -663,7 +690,7 @@ fn from_alarm(alarm: &Alarm, cfg: &Config) -> Incident {
         title: Some(sanitize::name(&alarm.alarm_name)),
         description: opt_text(&alarm.alarm_description),
         alarm_name: Some(sanitize::name(&alarm.alarm_name)),
-        alarm_arn: Some(sanitize::name(&alarm.alarm_arn)),
+        alarm_arn: opt_name(&alarm.alarm_arn),
         alarm_reason: opt_text(&alarm.new_state_reason),
         ..Evidence::default()
     };

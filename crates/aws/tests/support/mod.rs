@@ -613,6 +613,28 @@ pub fn brute_force_on(instance: &str, subnet: &str, vpc: &str) -> serde_json::Va
     ev
 }
 
+/// Moves every time in a GuardDuty EventBridge event `by` into the past
+/// (or the future), keeping their order: a test states how old the finding
+/// is relative to the clock instead of depending on today's date.
+pub fn shift_finding_times(ev: &mut serde_json::Value, by: chrono::TimeDelta) {
+    fn shift(v: &mut serde_json::Value, by: chrono::TimeDelta) {
+        if let Some(t) = v
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            *v = (t.with_timezone(&chrono::Utc) + by)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into();
+        }
+    }
+    shift(&mut ev["time"], by);
+    let d = &mut ev["detail"];
+    shift(&mut d["createdAt"], by);
+    shift(&mut d["updatedAt"], by);
+    shift(&mut d["service"]["eventFirstSeen"], by);
+    shift(&mut d["service"]["eventLastSeen"], by);
+}
+
 /// The ids of the security groups of `instance`'s interfaces, sorted.
 pub async fn eni_group_ids(ec2: &aws_sdk_ec2::Client, instance: &str) -> Vec<String> {
     let mut g: Vec<String> = eni_groups(ec2, instance)
