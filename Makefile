@@ -9,7 +9,7 @@ VENV := .venv
 # tool and the template linter (jsonschema validates the record schema).
 PY_TOOLS := moto[server]==5.2.5 cargo-lambda==1.9.2 cfn-lint==1.58.0 jsonschema==4.26.0 awscli==1.46.3
 FN ?= firebreak-guardduty
-FUNCTIONS := firebreak-alarm firebreak-guardduty firebreak-manual firebreak-expirer
+FUNCTIONS := firebreak-alarm firebreak-guardduty firebreak-manual firebreak-release firebreak-expirer
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # What the tests build: every binary, and every test and bench harness of a
 # target that has `test`/`bench` set (the one-line function mains opt out).
@@ -108,12 +108,12 @@ bench-roundtrips: venv test-build ## time to containment in AWS round trips (eve
 	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-roundtrips --runs 5 --json $(TARGET_DIR)/bench-roundtrips.json
 
 bench-versus: venv ## Firebreak's release binary side by side with the Python baseline, whole process
-	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer
+	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-release -p firebreak-expirer
 	@$(MAKE) --no-print-directory test-build
 	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-versus --runs 5 --json $(TARGET_DIR)/bench-versus.json
 
 bench-coldstart: venv ## each function's release binary: exec to ready and to first answer, size, peak memory
-	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-expirer
+	$(CARGO) build --release --locked -p firebreak-cli -p firebreak-guardduty -p firebreak-alarm -p firebreak-manual -p firebreak-release -p firebreak-expirer
 	@$(MAKE) --no-print-directory test-build
 	$(WITH_CLIPPY) $(TARGET_DIR)/debug/firebreak-coldstart --runs 5 --json $(TARGET_DIR)/bench-coldstart.json
 

@@ -610,3 +610,87 @@ async fn assert_not_here(rig: &Rig, r: &Response, key: &str) {
         Some(&aws_sdk_iam::types::StatusType::Active)
     );
 }
+
+/// Isolation passes each interface through `firebreak-untrack`, which
+/// allows all traffic from anywhere. If the move on to the isolation group
+/// keeps failing, the interface must not stay there: it is tried once more
+/// at once, then put back in its original groups, and the failure says so;
+/// the next delivery isolates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_never_ends_in_the_open_group() {
+    let rig = rig().await;
+    let ec2 = &rig.local.clients.ec2;
+    let instance = rig.local.seeded.instance.clone();
+    let before = support::eni_group_ids(ec2, &instance).await;
+    // The move to the allow-all group passes; the move on to the isolation
+    // group fails every attempt (the SDK's four, and Firebreak's one more
+    // of four); putting the original groups back passes.
+    let mut faults = vec![Fault::Delay(Duration::ZERO)];
+    faults.extend([Fault::Unavailable; 2 * LIMITS.attempts as usize]);
+    rig.proxy
+        .inject(op("ec2", "ModifyNetworkInterfaceAttribute"), &faults);
+
+    let r = rig.deliver("guardduty-ssh-brute-force.json").await;
+    assert_eq!(
+        status_of(&r, ActionKind::IsolateInstance),
+        Status::Failed,
+        "{:#?}",
+        shown(&r)
+    );
+    let iso = r.incidents[0]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::IsolateInstance)
+        .unwrap();
+    let err = iso.error.as_ref().unwrap();
+    assert_eq!(err.operation, "ModifyNetworkInterfaceAttribute");
+    assert_eq!(err.code.as_deref(), Some("Unavailable"));
+    assert!(
+        err.message.contains("put back in its original groups"),
+        "{err:?}"
+    );
+    assert!(r.failure().unwrap().contains("isolate_instance"));
+    let moves = rig
+        .proxy
+        .seen()
+        .iter()
+        .filter(|c| c.op == "ModifyNetworkInterfaceAttribute")
+        .count();
+    assert_eq!(
+        moves,
+        1 + 2 * LIMITS.attempts as usize + 1,
+        "untrack, isolate ×8, back"
+    );
+    // Not open: the interface is where it was, not in the allow-all group.
+    let untrack = support::security_group_ids(ec2, firebreak_aws::ec2::UNTRACK_GROUP).await;
+    let now = support::eni_group_ids(ec2, &instance).await;
+    assert!(
+        !now.iter().any(|g| untrack.contains(g)),
+        "{now:?} {untrack:?}"
+    );
+    assert_eq!(now, before);
+    // The failed attempt is on record with that message.
+    let keys = rig.local.keys("incidents/").await;
+    let attempt = keys
+        .iter()
+        .find(|k| k.contains("/actions/isolate_instance-") && k.contains(".failed-"))
+        .unwrap_or_else(|| panic!("{keys:#?}"));
+    let recorded = rig.local.object(attempt).await;
+    assert!(recorded["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("original groups"));
+
+    // The fault passes: the next delivery isolates it.
+    rig.proxy.heal();
+    let again = rig.deliver("guardduty-ssh-brute-force.json").await;
+    assert_eq!(
+        status_of(&again, ActionKind::IsolateInstance),
+        Status::Done,
+        "{:#?}",
+        shown(&again)
+    );
+    let iso_group = support::security_group_ids(ec2, firebreak_aws::ec2::ISOLATION_GROUP).await;
+    let now = support::eni_group_ids(ec2, &instance).await;
+    assert!(now.iter().any(|g| iso_group.contains(g)), "{now:?}");
+}

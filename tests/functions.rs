@@ -84,7 +84,12 @@ async fn bad_events_are_errors_and_change_nothing() {
     let mut refused = 0;
     for entry in std::fs::read_dir(root().join("events/invalid")).unwrap() {
         let path = entry.unwrap().path();
-        for f in ["firebreak-alarm", "firebreak-guardduty", "firebreak-manual"] {
+        for f in [
+            "firebreak-alarm",
+            "firebreak-guardduty",
+            "firebreak-manual",
+            "firebreak-release",
+        ] {
             let out = fns.invoke_file(f, &path);
             assert!(!out.status.success(), "{f} accepted {}", path.display());
             // JSON we can read is refused by Firebreak with what was wrong;
@@ -101,7 +106,7 @@ async fn bad_events_are_errors_and_change_nothing() {
             refused += 1;
         }
     }
-    assert!(refused >= 24);
+    assert!(refused >= 32);
     let s3 = emu.clients().await.s3;
     let written = support::object_keys(&s3, &s.bucket, "").await;
     assert!(
@@ -134,7 +139,23 @@ async fn a_responder_isolates_and_releases_through_the_aws_cli() {
     let id = answer["incidents"][0]["id"].as_str().unwrap().to_string();
 
     let release = json!({"command": "release", "incident_id": id, "requested_by": "oncall-alice", "reason": "false positive"});
-    let answer = fns.aws_cli_invoke("firebreak-manual", &release).unwrap();
+    // Undo is not the manual responder's: whoever may contain cannot
+    // thereby undo. It refuses, and nothing is released or recorded.
+    let refused = fns.invoke("firebreak-manual", &release);
+    assert!(!refused.status.success());
+    let err = Functions::error_of(&refused);
+    assert!(
+        err.starts_with("Firebreak.BadInput:") && err.contains("release function"),
+        "{err}"
+    );
+    assert!(
+        groups(&emu, &s)
+            .await
+            .iter()
+            .any(|(_, name)| name == ISOLATION_GROUP),
+        "the refused release changed nothing"
+    );
+    let answer = fns.aws_cli_invoke("firebreak-release", &release).unwrap();
     assert!(
         statuses(&answer).contains(&("release".into(), "done".into())),
         "{answer:#}"

@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 
 pub use support::{Emulator, ACCOUNT};
 
-/// The four functions, by binary (= function) name.
-pub const FUNCTIONS: [&str; 4] = [
+/// The five functions, by binary (= function) name.
+pub const FUNCTIONS: [&str; 5] = [
     "firebreak-alarm",
     "firebreak-guardduty",
     "firebreak-manual",
+    "firebreak-release",
     "firebreak-expirer",
 ];
 

@@ -483,10 +483,40 @@ async fn describe_instance(
     })
 }
 
-/// Firebreak's groups in every VPC, read at once: (VPC, name) → id.
-async fn managed_groups(
-    ec2: &aws_sdk_ec2::Client,
-) -> Result<BTreeMap<(String, String), String>, AwsError> {
+/// Why a group named like Firebreak's isolation group cannot be trusted
+/// to isolate, if it cannot: it must be Firebreak's (created with the
+/// `firebreak:managed` tag) and allow nothing in or out. Anyone who can
+/// create security groups could otherwise make a "firebreak-isolation" that
+/// allows everything, and isolation would end open.
+fn untrustworthy(g: &aws_sdk_ec2::types::SecurityGroup) -> Option<String> {
+    let id = g.group_id().unwrap_or_default();
+    let managed = g
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("firebreak:managed") && t.value() == Some("true"));
+    if !managed {
+        return Some(format!(
+            "security group {id} is named {ISOLATION_GROUP} but is not Firebreak's (no firebreak:managed tag)"
+        ));
+    }
+    let rules = g.ip_permissions().len() + g.ip_permissions_egress().len();
+    (rules > 0).then(|| {
+        format!("security group {id} ({ISOLATION_GROUP}) has {rules} rule(s): it must allow nothing; remove them")
+    })
+}
+
+/// Firebreak's groups in every VPC, read at once.
+#[derive(Debug, Default)]
+struct ManagedGroups {
+    /// (VPC, name) → id.
+    ids: BTreeMap<(String, String), String>,
+    /// VPC → why the group named like the isolation group there cannot be
+    /// used (see [`untrustworthy`]).
+    untrusted: BTreeMap<String, String>,
+}
+
+/// Firebreak's groups in every VPC, read at once.
+async fn managed_groups(ec2: &aws_sdk_ec2::Client) -> Result<ManagedGroups, AwsError> {
     let found = ec2
         .describe_security_groups()
         .filters(
@@ -499,14 +529,21 @@ async fn managed_groups(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-    Ok(found
-        .security_groups()
-        .iter()
-        .filter_map(|g| {
-            let key = (g.vpc_id()?.to_string(), g.group_name()?.to_string());
-            Some((key, g.group_id()?.to_string()))
-        })
-        .collect())
+    let mut out = ManagedGroups::default();
+    for g in found.security_groups() {
+        let (Some(vpc), Some(name), Some(id)) = (g.vpc_id(), g.group_name(), g.group_id()) else {
+            continue;
+        };
+        if name == ISOLATION_GROUP {
+            if let Some(why) = untrustworthy(g) {
+                out.untrusted.insert(vpc.to_string(), why);
+                continue;
+            }
+        }
+        out.ids
+            .insert((vpc.to_string(), name.to_string()), id.to_string());
+    }
+    Ok(out)
 }
 
 /// The group named `name` in `vpc`: `known` if it was read already, else
@@ -568,18 +605,34 @@ async fn managed_group(
         let all_v4 = IpRange::builder().cidr_ip("0.0.0.0/0").build();
         let all_v6 = Ipv6Range::builder().cidr_ipv6("::/0").build();
         if name == ISOLATION_GROUP {
-            // A new group allows all egress by default; isolation allows nothing.
-            ec2.revoke_security_group_egress()
-                .group_id(&id)
-                .ip_permissions(
-                    IpPermission::builder()
-                        .ip_protocol("-1")
-                        .ip_ranges(all_v4)
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("RevokeSecurityGroupEgress", e))?;
+            // A new group allows all egress by default (IPv4, and IPv6 too
+            // in a dual-stack VPC); isolation allows nothing. Outside a
+            // default VPC, revoking a rule that is not there is an error,
+            // so each goes on its own and "not found" is what we want.
+            let revoke = |perm: IpPermission| {
+                ec2.revoke_security_group_egress()
+                    .group_id(&id)
+                    .ip_permissions(perm)
+                    .send()
+            };
+            let v4 = IpPermission::builder()
+                .ip_protocol("-1")
+                .ip_ranges(all_v4)
+                .build();
+            let v6 = IpPermission::builder()
+                .ip_protocol("-1")
+                .ipv6_ranges(all_v6)
+                .build();
+            let (a, b) = tokio::join!(revoke(v4), revoke(v6));
+            for r in [a.map(|_| ()), b.map(|_| ())] {
+                if let Err(e) = r {
+                    let err = AwsError::from_sdk("RevokeSecurityGroupEgress", e);
+                    if !err.is("InvalidPermission.NotFound") {
+                        return Err(err);
+                    }
+                }
+            }
+            calls.push("RevokeSecurityGroupEgress".into());
             calls.push("RevokeSecurityGroupEgress".into());
         } else {
             let ingress = ec2
@@ -668,6 +721,62 @@ async fn set_groups(
     Ok(())
 }
 
+/// Moves one ENI through the allow-all group (its tracked connections
+/// become untracked) into the isolation group, and never leaves it in the
+/// allow-all one: that group lets anything in, so a compromised instance
+/// with a public address would be open to the world until a retry. A move
+/// that fails (after the SDK's own retries) is tried once more at once;
+/// then the ENI is put back in its original groups and the failure says
+/// so. Only if that fails too is it left where it is, and the error says
+/// exactly how to close it by hand.
+async fn untrack_then_isolate(
+    ec2: &aws_sdk_ec2::Client,
+    eni: &LiveEni,
+    untrack: &str,
+    isolation: &str,
+) -> Result<(), AwsError> {
+    let failed = match set_groups(ec2, &eni.id, &[untrack.to_string()]).await {
+        // The first move may have happened with its answer lost: the ENI's
+        // groups are not known, so it is put back as for any failure.
+        Err(e) => e,
+        Ok(()) => match set_groups(ec2, &eni.id, &[isolation.to_string()]).await {
+            Ok(()) => return Ok(()),
+            Err(_) => match set_groups(ec2, &eni.id, &[isolation.to_string()]).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            },
+        },
+    };
+    let back = if eni.groups.is_empty() {
+        Err(AwsError::local(
+            "ModifyNetworkInterfaceAttribute",
+            "NoOriginalGroups",
+            "its original groups are not known",
+        ))
+    } else {
+        match set_groups(ec2, &eni.id, &eni.groups).await {
+            Ok(()) => Ok(()),
+            Err(_) => set_groups(ec2, &eni.id, &eni.groups).await,
+        }
+    };
+    let eni_id = &eni.id;
+    let message = match back {
+        Ok(()) => format!(
+            "{}; {eni_id} was put back in its original groups ({}): not isolated, never left open",
+            failed.message,
+            eni.groups.join(", ")
+        ),
+        Err(e) => {
+            tracing::error!(eni = %eni_id, group = %untrack, code = failed.code.as_deref().unwrap_or("-"), "isolation left an interface in the allow-all group");
+            format!(
+                "{}; putting {eni_id} back in its groups failed too ({e}): it may be in {UNTRACK_GROUP} ({untrack}), which allows all traffic. Close it now: aws ec2 modify-network-interface-attribute --network-interface-id {eni_id} --groups {isolation}",
+                failed.message
+            )
+        }
+    };
+    Err(AwsError { message, ..failed })
+}
+
 async fn termination_protection(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
@@ -743,7 +852,19 @@ pub async fn isolate_instance(
             format!("instance {instance_id} has no network interface to isolate"),
         ));
     }
-    let known = |vpc: &str, name: &str| groups.get(&(vpc.to_string(), name.to_string()));
+    // Never isolate into a group that would not isolate: refused before
+    // anything changes.
+    if let Some((vpc, why)) = enis
+        .iter()
+        .find_map(|e| groups.untrusted.get_key_value(&e.vpc))
+    {
+        return Err(AwsError::local(
+            "DescribeSecurityGroups",
+            "UntrustedIsolationGroup",
+            format!("{why}; nothing was isolated in {vpc}"),
+        ));
+    }
+    let known = |vpc: &str, name: &str| groups.ids.get(&(vpc.to_string(), name.to_string()));
     // Ours once it holds the isolation group. (In AWS the ENI then holds
     // nothing else; moto reports the instance's groups alongside.)
     let isolated =
@@ -782,8 +903,7 @@ pub async fn isolate_instance(
             managed_group(ec2, &eni.vpc, UNTRACK_GROUP, known(&eni.vpc, UNTRACK_GROUP)),
         )?;
         made.extend(more);
-        set_groups(ec2, &eni.id, std::slice::from_ref(&untrack)).await?;
-        set_groups(ec2, &eni.id, std::slice::from_ref(&isolation)).await?;
+        untrack_then_isolate(ec2, eni, &untrack, &isolation).await?;
         made.push("ModifyNetworkInterfaceAttribute".into());
         made.push("ModifyNetworkInterfaceAttribute".into());
         let rec = json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "groups": eni.groups, "isolation_group": isolation });

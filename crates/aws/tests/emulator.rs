@@ -832,3 +832,54 @@ async fn chatbot_notices_arrive_as_custom_notifications() {
         "{m:#}"
     );
 }
+
+/// A group named like Firebreak's isolation group that is not Firebreak's
+/// (anyone who may create security groups can make one, allowing all) is
+/// never isolated into: the isolation fails, saying why, and the instance
+/// keeps its groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolation_group_that_would_not_isolate_is_never_used() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-fake-isolation").await;
+    let ec2 = &acct.clients.ec2;
+    let (vpc, subnet, _nacl) = support::vpc_with_subnet(ec2).await;
+    let (instance, web) = support::instance_with_volume(ec2, &vpc, &subnet).await;
+    let fake = ec2
+        .create_security_group()
+        .vpc_id(&vpc)
+        .group_name(firebreak_aws::ec2::ISOLATION_GROUP)
+        .description("looks like Firebreak's, allows everything")
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    ec2.authorize_security_group_ingress()
+        .group_id(&fake)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("-1")
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = eni_groups(&acct, &instance).await;
+    let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())
+        .await
+        .unwrap();
+    let cmd = serde_json::json!({"command": "isolate_instance", "instance_id": instance, "requested_by": "oncall-alice", "reason": "test", "account": support::ACCOUNT, "region": "eu-west-1"});
+    let report = run_one(&exec, &acct.cfg, &cmd).await;
+    let iso = action(&report, ActionKind::IsolateInstance);
+    assert_eq!(iso.status, Status::Failed, "{report:#?}");
+    let err = iso.error.as_ref().unwrap();
+    assert_eq!(err.code.as_deref(), Some("UntrustedIsolationGroup"));
+    assert!(err.message.contains(&fake), "{err:?}");
+    assert_eq!(eni_groups(&acct, &instance).await, before);
+    assert!(before.contains(&web), "{before:?}");
+}

@@ -706,11 +706,19 @@ async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
             group_filter(r, "firebreak-isolation") && group_filter(r, "firebreak-untrack")
         })
         .then_output(|| {
+            // As Firebreak made them: tagged at creation, the isolation
+            // group without rules.
             let group = |id: &str, name: &str| {
                 SecurityGroup::builder()
                     .group_id(id)
                     .group_name(name)
                     .vpc_id("vpc-0fedcba9876543210")
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("firebreak:managed")
+                            .value("true")
+                            .build(),
+                    )
                     .build()
             };
             op::describe_security_groups::DescribeSecurityGroupsOutput::builder()

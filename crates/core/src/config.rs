@@ -144,6 +144,27 @@ impl NoticeFormat {
     }
 }
 
+/// Principals Firebreak never touches, whatever the configuration says
+/// (case-insensitive globs): break-glass access, the organisation's
+/// administration roles (Organizations, Control Tower, StackSets),
+/// service-linked roles, IAM Identity Center's roles and Firebreak's own
+/// principals. Configuration adds patterns to these, never removes one: a
+/// policy file that lists only its own names must not quietly expose the
+/// break-glass role.
+pub const BUILTIN_PROTECTED_PRINCIPALS: [&str; 11] = [
+    "*break-glass*",
+    "*breakglass*",
+    "*break_glass*",
+    "firebreak-*",
+    "firebreak_*",
+    "OrganizationAccountAccessRole",
+    "AWSControlTowerExecution",
+    "AWSCloudFormationStackSetExecutionRole",
+    "stacksets-exec-*",
+    "AWSServiceRoleFor*",
+    "AWSReservedSSO_*",
+];
+
 /// Firebreak's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -151,8 +172,10 @@ pub struct Config {
     pub allowlist: Vec<IpNet>,
     /// Allow blocking private and reserved addresses (off by default).
     pub allow_private: bool,
-    /// Patterns of user and role names never touched.
+    /// Patterns of user and role names never touched, on top of
+    /// [`BUILTIN_PROTECTED_PRINCIPALS`] (which always apply).
     pub protected_principals: Vec<String>,
+    /// The built-in patterns and the configured ones, compiled.
     protected_matchers: Vec<GlobMatcher>,
     /// An instance or principal with this tag key is never touched.
     pub protected_tag: String,
@@ -261,21 +284,14 @@ impl Budget {
 
 impl Default for Config {
     fn default() -> Config {
-        let protected: Vec<String> = [
-            "*break-glass*",
-            "*breakglass*",
-            "firebreak-*",
-            "OrganizationAccountAccessRole",
-            "AWSServiceRoleFor*",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
         Config {
             allowlist: Vec::new(),
             allow_private: false,
-            protected_matchers: protected.iter().filter_map(|p| glob(p).ok()).collect(),
-            protected_principals: protected,
+            protected_matchers: BUILTIN_PROTECTED_PRINCIPALS
+                .iter()
+                .filter_map(|p| glob(p).ok())
+                .collect(),
+            protected_principals: Vec::new(),
             protected_tag: "firebreak:protected".into(),
             default_nacls: Vec::new(),
             nacl_rule_range: (1, 90),
@@ -552,10 +568,12 @@ impl Config {
     }
 
     fn set_protected(&mut self, patterns: Vec<String>, name: &str) -> Result<(), ConfigError> {
-        self.protected_matchers = patterns
+        self.protected_matchers = BUILTIN_PROTECTED_PRINCIPALS
             .iter()
+            .map(|p| p.to_string())
+            .chain(patterns.iter().cloned())
             .map(|p| {
-                glob(p).map_err(|message| ConfigError::Value {
+                glob(&p).map_err(|message| ConfigError::Value {
                     name: name.into(),
                     message,
                 })
@@ -840,5 +858,35 @@ mod tests {
         assert!(cfg.is_protected_principal("Prod-Break-Glass-Role"));
         assert!(cfg.is_protected_principal("admin"));
         assert!(!cfg.is_protected_principal("alice"));
+    }
+
+    #[test]
+    fn configuration_adds_to_the_built_in_protections_never_replaces_them() {
+        let only_ours = vars(&[("FIREBREAK_PROTECTED_PRINCIPALS", "payments-admin")]);
+        let from_file = "protected_principals = [\"payments-admin\"]";
+        for cfg in [
+            Config::default(),
+            Config::load(&only_ours, None).unwrap(),
+            Config::load(&BTreeMap::new(), Some(("policy.toml", from_file))).unwrap(),
+        ] {
+            for name in [
+                "BreakGlassAdmin",
+                "prod-break_glass",
+                "OrganizationAccountAccessRole",
+                "AWSControlTowerExecution",
+                "AWSCloudFormationStackSetExecutionRole",
+                "stacksets-exec-0123456789abcdef",
+                "AWSServiceRoleForAmazonGuardDuty",
+                "AWSReservedSSO_AdministratorAccess_0123456789abcdef",
+                "firebreak-member",
+                "Firebreak-GuardDutyRole-ABC",
+            ] {
+                assert!(cfg.is_protected_principal(name), "{name} in {cfg:?}");
+            }
+            assert!(!cfg.is_protected_principal("ci-deployer"));
+        }
+        assert!(Config::load(&only_ours, None)
+            .unwrap()
+            .is_protected_principal("Payments-Admin"));
     }
 }

@@ -13,15 +13,21 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 use tracing::info;
 
-/// The four functions.
+/// The five functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
     /// SNS events carrying CloudWatch alarms.
     Alarm,
     /// EventBridge "GuardDuty Finding" events, or the same inside SNS.
     GuardDuty,
-    /// A responder's direct invocation: the team's alert shape or a command.
+    /// A responder's direct invocation: the team's alert shape or a
+    /// containment command. Never a release: undo is granted separately.
     Manual,
+    /// A responder's release command, and nothing else: the undo half
+    /// (re-enabling a key, lifting a session revocation, restoring groups)
+    /// in its own function with its own role and invoke permission, so
+    /// whoever may contain is not thereby allowed to undo.
+    Release,
     /// On a schedule: lifts blocks whose time is up.
     Expirer,
 }
@@ -32,6 +38,7 @@ impl Function {
             Function::Alarm => "alarm responder",
             Function::GuardDuty => "GuardDuty responder",
             Function::Manual => "manual responder",
+            Function::Release => "release function",
             Function::Expirer => "block expirer",
         }
     }
@@ -40,7 +47,7 @@ impl Function {
         match self {
             Function::Alarm => Some(Source::CloudwatchAlarm),
             Function::GuardDuty => Some(Source::Guardduty),
-            Function::Manual => Some(Source::Manual),
+            Function::Manual | Function::Release => Some(Source::Manual),
             Function::Expirer => None,
         }
     }
@@ -216,11 +223,36 @@ impl State {
 }
 
 /// Each function takes only its own source: an alarm sent to the GuardDuty
-/// function is a wiring mistake, refused before anything is done.
+/// function is a wiring mistake, refused before anything is done. Of a
+/// responder's requests, releases go to the release function alone and
+/// everything else to the manual one.
 fn check_source(function: Function, plans: &PlanSet) -> Result<(), Failure> {
     let Some(want) = function.accepts() else {
         return Ok(());
     };
+    let releases = |p: &firebreak_core::PlannedIncident| {
+        matches!(
+            p.incident.command,
+            Some(firebreak_core::event::CommandOp::Release { .. })
+        )
+    };
+    if function == Function::Manual && plans.incidents.iter().any(releases) {
+        return Err(Failure::new(
+            Failure::BadInput,
+            "the manual responder contains; a release goes to the release function (the stack's ReleaseFunctionName), whose invoke permission is granted separately",
+        ));
+    }
+    if function == Function::Release {
+        if let Some(other) = plans.incidents.iter().find(|p| !releases(p)) {
+            return Err(Failure::new(
+                Failure::BadInput,
+                format!(
+                    "the release function takes only {{\"command\": \"release\", …}}; this is {} — send it to the manual responder",
+                    sanitize::clean(&other.incident.incident_type, 80)
+                ),
+            ));
+        }
+    }
     match plans.incidents.iter().find(|p| p.incident.source != want) {
         Some(other) => Err(Failure::new(
             Failure::BadInput,
@@ -244,7 +276,7 @@ fn answer(function: Function, response: &Response) -> Result<Value, Failure> {
     match failure {
         // A responder invoked us and waits for the answer: show them
         // everything, including what failed; they decide on a retry.
-        _ if function == Function::Manual => {
+        _ if matches!(function, Function::Manual | Function::Release) => {
             body["ok"] = json!(failure.is_none());
             body["needs_a_human"] = json!(response.needs_a_human());
             if let Some(failure) = failure {
@@ -339,6 +371,16 @@ mod tests {
         assert!(why.contains("cloudwatch_alarm"), "{why}");
         assert!(check_source(Function::Alarm, &finding).is_err());
         assert!(check_source(Function::Manual, &finding).is_err());
+        // Undo is its own function: the manual responder refuses a
+        // release, the release function everything else.
+        let release = plans(include_bytes!("../../../events/command-release.json"));
+        let Err(Failure::BadInput(why)) = check_source(Function::Manual, &release) else {
+            panic!("the manual responder accepted a release");
+        };
+        assert!(why.contains("release function"), "{why}");
+        assert!(check_source(Function::Release, &release).is_ok());
+        assert!(check_source(Function::Release, &command).is_err());
+        assert!(check_source(Function::Release, &finding).is_err());
     }
 
     #[test]

@@ -65,6 +65,7 @@ async fn cold_start(binary: &std::path::Path, function: &str) -> Start {
     let event = match function {
         "firebreak-alarm" => local.seeded.event("alarm-failed-login.json"),
         "firebreak-manual" => local.seeded.event("command-deactivate-key.json"),
+        "firebreak-release" => local.seeded.event("command-release.json"),
         "firebreak-expirer" => {
             serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
         }

@@ -71,27 +71,33 @@ async fn main() {
         }
     }
 
-    // A responder at the keyboard: a block by hand, then its release, the
-    // way they do it against AWS (`aws lambda invoke`).
-    let label = "firebreak-manual (aws lambda invoke)";
-    let manual = |name: &str, payload: &Value| match fns.aws_cli_invoke("firebreak-manual", payload)
-    {
-        Ok(answer) => {
-            summary(label, name, &answer);
-            answer
-        }
-        Err(e) => {
-            println!("\n== {name} → {label}\n   error: {e}");
-            Value::Null
+    // A responder at the keyboard: a block by hand, then its release (its
+    // own function: undo is granted separately), the way they do it
+    // against AWS (`aws lambda invoke`).
+    let by_hand = |function: &str, name: &str, payload: &Value| {
+        let label = format!("{function} (aws lambda invoke)");
+        match fns.aws_cli_invoke(function, payload) {
+            Ok(answer) => {
+                summary(&label, name, &answer);
+                answer
+            }
+            Err(e) => {
+                println!("\n== {name} → {label}\n   error: {e}");
+                Value::Null
+            }
         }
     };
-    let block = manual("command-block-ip.json", &s.event("command-block-ip.json"));
+    let block = by_hand(
+        "firebreak-manual",
+        "command-block-ip.json",
+        &s.event("command-block-ip.json"),
+    );
     if let Some(id) = block["incidents"][0]["id"].as_str() {
         let release = serde_json::json!({
             "command": "release", "incident_id": id, "action": 0,
             "requested_by": "oncall-alice", "reason": "demo: undo the manual block"
         });
-        manual("release of that block", &release);
+        by_hand("firebreak-release", "release of that block", &release);
     }
 
     // A malformed event: refused with what was wrong, nothing changed.

@@ -635,6 +635,19 @@ pub fn shift_finding_times(ev: &mut serde_json::Value, by: chrono::TimeDelta) {
     shift(&mut d["service"]["eventLastSeen"], by);
 }
 
+/// The ids of every security group named `name`, in any VPC.
+pub async fn security_group_ids(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<String> {
+    ec2.describe_security_groups()
+        .filters(filter("group-name", name))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect()
+}
+
 /// The ids of the security groups of `instance`'s interfaces, sorted.
 pub async fn eni_group_ids(ec2: &aws_sdk_ec2::Client, instance: &str) -> Vec<String> {
     let mut g: Vec<String> = eni_groups(ec2, instance)
