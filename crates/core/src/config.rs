@@ -12,10 +12,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
-use crate::policy::ActionKind;
 use crate::severity::{
     glob, AlarmPatternSpec, AlertTypeSpec, Rule, RuleSpec, Severity, SeverityConfig,
 };
+use crate::vocabulary::ActionKind;
 
 /// The Logs Insights query for failed-login alarms. It follows the security
 /// event shape the applications log (`event_type`, `success`, `ip_address`).

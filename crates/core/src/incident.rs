@@ -22,41 +22,7 @@ use crate::guardduty::{Finding, RemoteIpDetails};
 use crate::ids;
 use crate::sanitize;
 use crate::severity::{Facts, Severity};
-
-/// Where an incident came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// A GuardDuty finding.
-    Guardduty,
-    /// A CloudWatch alarm delivered by SNS.
-    CloudwatchAlarm,
-    /// A human responder.
-    Manual,
-}
-
-impl Source {
-    /// The name used in plans and message attributes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Guardduty => "guardduty",
-            Source::CloudwatchAlarm => "cloudwatch_alarm",
-            Source::Manual => "manual",
-        }
-    }
-}
-
-/// Which way the traffic went, from the account's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Direction {
-    /// The remote address reached in (attack, probe, login attempt, API call).
-    Inbound,
-    /// The resource reached out (C2, mining pool, exfiltration).
-    Outbound,
-    /// GuardDuty could not tell.
-    Unknown,
-}
+pub use crate::vocabulary::{Direction, Source};
 
 /// How the remote address reached the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ pub mod incident;
 pub mod policy;
 pub mod sanitize;
 pub mod severity;
+pub mod vocabulary;
 
 pub use config::Config;
 pub use error::{ConfigError, ParseError};

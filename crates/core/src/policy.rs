@@ -17,61 +17,7 @@ use crate::event::CommandOp;
 use crate::ids;
 use crate::incident::{Address, Direction, Eni, Ignored, Incident, Source, Via, Window};
 use crate::severity::Severity;
-
-/// What an action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    /// A network ACL deny entry for one host.
-    BlockIp,
-    /// `UpdateAccessKey` to Inactive for the named key only.
-    DeactivateAccessKey,
-    /// A deny-all policy for sessions issued before now.
-    RevokeRoleSessions,
-    /// Security-group swap, tag, termination protection.
-    IsolateInstance,
-    /// A snapshot of every attached volume.
-    SnapshotVolumes,
-    /// Logs Insights: failed logins by source address.
-    QueryOffendingIps,
-    /// Longer retention on a log group.
-    IncreaseMonitoring,
-    /// Undo an earlier incident's actions.
-    Release,
-    /// The incident record in S3.
-    RecordIncident,
-    /// SNS notice to the team.
-    NotifyTeam,
-    /// SNS notice to stakeholders.
-    NotifyStakeholders,
-}
-
-impl ActionKind {
-    /// True for actions that change the account (as opposed to bookkeeping).
-    pub fn is_containment(self) -> bool {
-        !matches!(
-            self,
-            ActionKind::RecordIncident | ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
-        )
-    }
-
-    /// The snake_case name used in plans, records and keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::BlockIp => "block_ip",
-            ActionKind::DeactivateAccessKey => "deactivate_access_key",
-            ActionKind::RevokeRoleSessions => "revoke_role_sessions",
-            ActionKind::IsolateInstance => "isolate_instance",
-            ActionKind::SnapshotVolumes => "snapshot_volumes",
-            ActionKind::QueryOffendingIps => "query_offending_ips",
-            ActionKind::IncreaseMonitoring => "increase_monitoring",
-            ActionKind::Release => "release",
-            ActionKind::RecordIncident => "record_incident",
-            ActionKind::NotifyTeam => "notify_team",
-            ActionKind::NotifyStakeholders => "notify_stakeholders",
-        }
-    }
-}
+pub use crate::vocabulary::ActionKind;
 
 /// Whether an action will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
-use crate::incident::{Direction, Source};
+use crate::vocabulary::{Direction, Source};
 
 /// How bad an incident is; decides the playbook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
