@@ -8,6 +8,12 @@ VENV := .venv
 # The Python tools, pinned: the local AWS emulator, the Lambda build/run
 # tool and the template linter (jsonschema validates the record schema).
 PY_TOOLS := moto[server]==5.2.5 cargo-lambda==1.9.2 cfn-lint==1.58.0 jsonschema==4.26.0 awscli==1.46.3
+# The template scanners, pinned, in a venv of their own: checkov pins
+# boto3==1.35.49, which would take moto's botocore back from 1.44 to 1.35 and
+# which the newest SAM CLI does not accept (1.148.0 is the newest that does).
+SCAN_VENV := .venv-scan
+SCAN_TOOLS := checkov==3.3.30 aws-sam-cli==1.148.0
+TEMPLATES := template.yaml template-member.yaml template-region.yaml
 FN ?= firebreak-guardduty
 FUNCTIONS := firebreak-alarm firebreak-guardduty firebreak-manual firebreak-release firebreak-expirer
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -28,15 +34,15 @@ TEST_TARGETS := --workspace --tests --benches --locked
 CLIPPY_DRIVER = $(shell rustc --print sysroot)/bin/clippy-driver
 WITH_CLIPPY = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
-.PHONY: help test test-build lint style venv fmt plan firebreak golden bench bench-core bench-roundtrips bench-versus bench-coldstart fuzz demo build watch invoke deploy clean
+.PHONY: help test test-build lint style venv venv-scan fmt plan firebreak golden bench bench-core bench-roundtrips bench-versus bench-coldstart fuzz demo build watch invoke deploy clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 test: ## format check, cfn-lint, clippy (warnings denied), every test (the AWS ones against a local emulator)
 	$(CARGO) fmt --all -- --check
-	@# The venv's first install (~7 min of downloads) overlaps the build.
-	@$(MAKE) --no-print-directory -j2 venv test-build
+	@# The venvs' first install (minutes of downloads) overlaps the build.
+	@$(MAKE) --no-print-directory -j3 venv venv-scan test-build
 	@$(MAKE) --no-print-directory style
 	$(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS)
 
@@ -53,11 +59,24 @@ venv: ## the project's Python venv with the pinned tools (once; again when PY_TO
 	  echo "$(PY_TOOLS)" > $(VENV)/.installed; \
 	fi
 
+venv-scan: ## the template scanners' venv (checkov, the SAM CLI), pinned like venv
+	@if [ "$$(cat $(SCAN_VENV)/.installed 2>/dev/null)" != "$(SCAN_TOOLS)" ]; then \
+	  echo "installing $(SCAN_TOOLS) into $(SCAN_VENV)"; \
+	  python3 -m venv $(SCAN_VENV) && \
+	  $(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check $(foreach t,$(SCAN_TOOLS),'$(t)') && \
+	  echo "$(SCAN_TOOLS)" > $(SCAN_VENV)/.installed; \
+	fi
+
 lint: style test-build ## the static checks alone: style, then clippy (warnings denied) in the shared build
 
-style: venv ## cargo fmt --check, cfn-lint on both templates, the core stays pure
+style: venv venv-scan ## cargo fmt --check; cfn-lint, sam validate --lint, checkov and the review's checks on the templates; the core stays pure
 	$(CARGO) fmt --all -- --check
-	$(VENV)/bin/cfn-lint template.yaml template-member.yaml
+	$(VENV)/bin/cfn-lint $(TEMPLATES)
+	@# Offline; the SAM translator wants a region for its pseudo-parameters.
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-west-1} SAM_CLI_TELEMETRY=0 $(SCAN_VENV)/bin/sam validate --lint --template-file template.yaml
+	@# Any finding fails; accepted ones are skipped in the resource's Metadata, with the reason.
+	$(SCAN_VENV)/bin/checkov --framework cloudformation --skip-download --quiet --compact $(foreach t,$(TEMPLATES),--file $(t))
+	$(VENV)/bin/python3 tests/templates/check_templates.py .
 	@# The core must not depend on tokio, an AWS SDK or the Lambda runtime.
 	@if $(CARGO) tree -p firebreak-core -e normal --prefix none --locked | grep -E '^(tokio|aws-sdk-|aws-config|lambda_runtime|hyper) '; then \
 	  echo "crates/core must stay pure: the dependencies above do not belong in it"; exit 1; fi

@@ -1,0 +1,881 @@
+#!/usr/bin/env python3
+"""Checks Firebreak's CloudFormation templates for the findings of the
+template security review: each check fails while its finding is open.
+
+    .venv/bin/python tests/templates/check_templates.py [WORKSPACE_ROOT]
+
+Prints `ok <n> checks` and exits 0, or lists every failure and exits 1.
+`tests/templates.rs` runs it under `cargo test`.
+
+The templates are parsed (CloudFormation's short-form tags included) and
+resolved as CloudFormation would for a few parameter sets (defaults; every
+option on; a long stack name; other partitions): conditions, Fn::If, Sub,
+Join, Split and Refs are evaluated, a role's ARN is built from its path and
+CloudFormation's naming (<stack>-<LogicalId>-<suffix>), and IAM's ARN globs
+(* and ?, case-sensitive) are matched against the ARNs they must or must
+not cover. Needs PyYAML only (in the project's venv).
+"""
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ACCOUNT = "111122223333"
+MEMBER_ACCOUNT = "444455556666"
+REGION = "eu-west-1"
+
+# What Firebreak writes in IAM (H1-H4, M1) and in the records bucket (M4).
+IAM_WRITES = {
+    "iam:UpdateAccessKey",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:PutUserPolicy",
+    "iam:DeleteUserPolicy",
+}
+OWN_POLICY_NAMES = {"FirebreakRevokeOlderSessions", "FirebreakQuarantine"}
+NACL_ACTIONS = {"ec2:DescribeNetworkAcls", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"}
+FUNCTIONS = {
+    "AlarmFunction": "firebreak-alarm",
+    "GuardDutyFunction": "firebreak-guardduty",
+    "ManualFunction": "firebreak-manual",
+    "ExpirerFunction": "firebreak-expirer",
+    "ReleaseFunction": "firebreak-release",
+}
+
+# ------------------------------------------------------------------ parsing
+
+
+class Loader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+        return {suffix: value}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+Loader.add_multi_constructor("!", _tag)
+
+
+def load(path):
+    """The template with long-form intrinsics (Fn::X) spelled as short (X)."""
+
+    def norm(x):
+        if isinstance(x, dict):
+            out = {}
+            for k, v in x.items():
+                key = k[4:] if isinstance(k, str) and k.startswith("Fn::") else k
+                out[key] = norm(v)
+            if "GetAtt" in out and len(out) == 1 and isinstance(out["GetAtt"], str):
+                out["GetAtt"] = out["GetAtt"].split(".", 1)
+            return out
+        if isinstance(x, list):
+            return [norm(v) for v in x]
+        return x
+
+    with open(path) as f:
+        return norm(yaml.load(f, Loader=Loader))
+
+
+# ---------------------------------------------------------------- resolving
+
+NOVALUE = object()
+FUNCS = {"Ref", "Sub", "GetAtt", "If", "Join", "Split", "Select", "Equals", "Not", "And", "Or", "Condition"}
+
+
+class Stack:
+    """A template resolved for one set of parameters in one account."""
+
+    def __init__(self, template, params=None, stack="firebreak", account=ACCOUNT, partition="aws", region=REGION):
+        self.t = template
+        self.stack, self.account, self.partition, self.region = stack, account, partition, region
+        self.params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+        self.params.update(params or {})
+        self.pseudo = {
+            "AWS::AccountId": account,
+            "AWS::Partition": partition,
+            "AWS::Region": region,
+            "AWS::StackName": stack,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        self.resources = template.get("Resources", {})
+        self._conds = {}
+
+    # -- conditions
+    def cond(self, name):
+        if name not in self._conds:
+            self._conds[name] = bool(self.value(self.t["Conditions"][name]))
+        return self._conds[name]
+
+    # -- ARNs CloudFormation would give
+    def role_arn(self, logical):
+        props = self.resources[logical].get("Properties", {})
+        path = self.value(props.get("Path", "/"))
+        name = self.value(props["RoleName"]) if "RoleName" in props else f"{self.stack}-{logical}-1A2B3C4D5E6F"
+        return f"arn:{self.partition}:iam::{self.account}:role{path}{name}"
+
+    def getatt(self, logical, attr):
+        r = self.resources.get(logical, {})
+        typ = r.get("Type", "")
+        if typ == "AWS::IAM::Role" and attr == "Arn":
+            return self.role_arn(logical)
+        if typ == "AWS::S3::Bucket" and attr == "Arn":
+            return f"arn:{self.partition}:s3:::{self.value(r['Properties']['BucketName'])}"
+        if typ == "AWS::SQS::Queue" and attr == "QueueName":
+            return self.value(r["Properties"]["QueueName"])
+        return f"<getatt:{logical}.{attr}>"
+
+    def ref(self, name):
+        if name == "AWS::NoValue":
+            return NOVALUE
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.params:
+            return self.params[name]
+        if name in self.resources:
+            return f"<ref:{name}>"
+        raise KeyError(f"Ref to unknown {name}")
+
+    def sub(self, arg):
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], {k: self.value(v) for k, v in arg[1].items()})
+
+        def one(m):
+            key = m.group(1)
+            if key.startswith("!"):
+                return "${" + key[1:] + "}"
+            if key in extra:
+                return str(extra[key])
+            if "." in key:
+                return self.getatt(*key.split(".", 1))
+            return str(self.ref(key))
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def value(self, x):
+        """x with every intrinsic evaluated (NOVALUE where it vanishes)."""
+        if isinstance(x, dict):
+            if len(x) == 1:
+                (k, v), = x.items()
+                if k in FUNCS:
+                    return self.func(k, v)
+            out = {}
+            for k, v in x.items():
+                r = self.value(v)
+                if r is not NOVALUE:
+                    out[k] = r
+            return out
+        if isinstance(x, list):
+            return [r for r in (self.value(v) for v in x) if r is not NOVALUE]
+        return x
+
+    def func(self, k, v):
+        if k == "Ref":
+            return self.ref(v)
+        if k == "Sub":
+            return self.sub(v)
+        if k == "GetAtt":
+            return self.getatt(*v)
+        if k == "If":
+            return self.value(v[1] if self.cond(v[0]) else v[2])
+        if k == "Condition":
+            return self.cond(v)
+        if k == "Join":
+            assert isinstance(v[0], str), f"Fn::Join takes a literal delimiter, not {v[0]}"
+            return v[0].join(str(p) for p in self.value(v[1]))
+        if k == "Split":
+            assert isinstance(v[0], str), "Fn::Split takes a literal delimiter"
+            return self.value(v[1]).split(v[0])
+        if k == "Select":
+            return self.value(v[1])[int(self.value(v[0]))]
+        if k == "Equals":
+            a, b = self.value(v[0]), self.value(v[1])
+            return str(a) == str(b)
+        if k == "Not":
+            return not self.value(v[0])
+        if k == "And":
+            return all(self.value(c) for c in v)
+        if k == "Or":
+            return any(self.value(c) for c in v)
+        raise KeyError(k)
+
+    # -- the resolved resources
+    def exists(self, logical):
+        c = self.resources[logical].get("Condition")
+        return c is None or self.cond(c)
+
+    def of_type(self, typ):
+        return {k: r for k, r in self.resources.items() if r["Type"] == typ and self.exists(k)}
+
+    def props(self, logical):
+        return self.value(self.resources[logical].get("Properties", {}))
+
+    def role_statements(self, logical):
+        """A role's inline statements and those of its managed policies of this template."""
+        p = self.props(logical)
+        stmts = [s for pol in p.get("Policies", []) for s in listify(pol["PolicyDocument"]["Statement"])]
+        for arn in p.get("ManagedPolicyArns", []):
+            m = re.fullmatch(r"<ref:(\w+)>", arn)
+            if m and self.resources[m.group(1)]["Type"] == "AWS::IAM::ManagedPolicy":
+                stmts += listify(self.props(m.group(1))["PolicyDocument"]["Statement"])
+        return stmts
+
+    def function_env(self, logical):
+        env = copy.deepcopy(self.t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+        env.update(self.resources[logical]["Properties"].get("Environment", {}).get("Variables", {}))
+        return self.value(env)
+
+
+def listify(x):
+    return x if isinstance(x, list) else [x]
+
+
+def glob(pattern, text):
+    """IAM's ARN match: * any run of characters, ? one character, case-sensitive."""
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, text, re.S) is not None
+
+
+def actions_of(stmt):
+    return set(listify(stmt.get("Action", [])))
+
+
+def cond_keys(stmt):
+    """{(operator, key lower-case): values} of a statement's condition."""
+    out = {}
+    for op, kv in (stmt.get("Condition") or {}).items():
+        for k, v in kv.items():
+            out[(op, k.lower())] = listify(v)
+    return out
+
+
+def covers(stmt, arn):
+    return any(glob(r, arn) for r in listify(stmt.get("Resource", [])))
+
+
+def denied(stmts, action, arn, unconditioned=True):
+    """An explicit Deny of `action` on `arn` among stmts (without a condition, unless told)."""
+    for s in stmts:
+        if s.get("Effect") != "Deny" or (unconditioned and s.get("Condition")):
+            continue
+        if any(glob(a, action) for a in actions_of(s)) and covers(s, arn):
+            return s
+    return None
+
+
+def allowed_actions(stmts):
+    return {a for s in stmts if s.get("Effect") == "Allow" for a in actions_of(s)}
+
+
+# ------------------------------------------------------------------- checks
+
+FAILURES = []
+CHECKS = []
+
+
+def check(name):
+    def wrap(f):
+        CHECKS.append((name, f))
+        return f
+
+    return wrap
+
+
+def fail(check_name, msg):
+    FAILURES.append(f"{check_name}: {msg}")
+
+
+def scenarios(root):
+    """The templates resolved with defaults, with every option on, and with a long stack name."""
+    main = load(root / "template.yaml")
+    member = load(root / "template-member.yaml")
+    region = load(root / "template-region.yaml")
+    # A member role name outside the built-in firebreak-* pattern: its
+    # protection must come from the path /firebreak/.
+    on = {
+        "MemberRoleName": "firebreak/incident-responder",
+        "MemberAccounts": f"{MEMBER_ACCOUNT},777788889999",
+        "LogGroups": "/app/auth,/app/api",
+        "OnCallRoleArn": f"arn:aws:iam::{ACCOUNT}:role/oncall-responder",
+        "ProtectedPrincipals": "payments-admin,*-owner",
+        "CodeSigningProfileVersionArns": f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/firebreak/abc",
+        "OperationsEmail": "secops@example.com",
+        "NoticeSubscriberArns": f"arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_AdministratorAccess_*",
+    }
+    member_on = {
+        "ResponderAccountId": ACCOUNT,
+        "MemberRoleName": "incident-responder",
+        "LogGroups": "/app/auth",
+        "OnCallRoleArn": f"arn:aws:iam::{ACCOUNT}:role/oncall-responder",
+        "ProtectedPrincipals": "payments-admin,*-owner",
+    }
+    long_stack = "security-firebreak-production"  # 29: the member template's limit is 30
+    return {
+        "main": Stack(main),
+        "main_on": Stack(main, on),
+        "main_long": Stack(main, on, stack=long_stack),
+        "member": Stack(member, {"ResponderAccountId": ACCOUNT}, stack="firebreak-member", account=MEMBER_ACCOUNT),
+        "member_on": Stack(member, member_on, stack="firebreak-member", account=MEMBER_ACCOUNT),
+        "member_long": Stack(member, dict(member_on, ResponderStackName=long_stack), stack="fb-member", account=MEMBER_ACCOUNT),
+        "region": Stack(region, {"HomeRegion": REGION}, stack="firebreak-region", region="us-east-1"),
+        "templates": (main, member, region),
+    }
+
+
+def roles(st):
+    return st.of_type("AWS::IAM::Role")
+
+
+def all_role_statements(st):
+    return {r: st.role_statements(r) for r in roles(st)}
+
+
+@check("H1 CreateTags only on create, instances only with firebreak:incident")
+def h1(S):
+    name = "H1"
+    for key in ("main_on", "member_on"):
+        st = S[key]
+        for role, stmts in all_role_statements(st).items():
+            for s in stmts:
+                if s.get("Effect") != "Allow" or not any(glob(a, "ec2:CreateTags") for a in actions_of(s)):
+                    continue
+                c = cond_keys(s)
+                on_create = c.get(("StringEquals", "ec2:createaction"))
+                keys = c.get(("ForAllValues:StringEquals", "aws:tagkeys"))
+                if on_create and set(on_create) <= {"CreateSecurityGroup", "CreateSnapshot"}:
+                    continue
+                instances_only = all(":instance/" in r for r in listify(s["Resource"]))
+                if keys and set(keys) <= {"firebreak:incident"} and c.get(("Null", "aws:tagkeys")) == ["false"] and instances_only:
+                    continue
+                fail(name, f"{key} {role}: CreateTags without ec2:CreateAction or tag-key limits: {json.dumps(s)}")
+
+
+@check("H2 ModifyInstanceAttribute only for disableApiTermination")
+def h2(S):
+    name = "H2"
+    for key in ("main_on", "member_on"):
+        for role, stmts in all_role_statements(S[key]).items():
+            for s in stmts:
+                if s.get("Effect") != "Allow" or not any(glob(a, "ec2:ModifyInstanceAttribute") for a in actions_of(s)):
+                    continue
+                c = cond_keys(s)
+                ok = False
+                for (op, k), vals in c.items():
+                    if not op.startswith("StringEquals"):
+                        continue
+                    if k == "ec2:attribute/disableapitermination" and {v.lower() for v in vals} <= {"true", "false"}:
+                        ok = True
+                    if k == "ec2:attribute" and {v.lower() for v in vals} == {"disableapitermination"}:
+                        ok = True
+                if not ok or actions_of(s) != {"ec2:ModifyInstanceAttribute"}:
+                    fail(name, f"{key} {role}: ModifyInstanceAttribute not limited to disableApiTermination: {json.dumps(s)}")
+                if not all(":instance/" in r for r in listify(s["Resource"])):
+                    fail(name, f"{key} {role}: ModifyInstanceAttribute on more than instances: {s['Resource']}")
+
+
+def firebreak_role_arns(S, account, main_key="main_on", member_key="member_on"):
+    """Every Firebreak role of both templates as it would be named in `account`."""
+    out = {}
+    for st in (S[main_key], S[member_key]):
+        for r in roles(st):
+            out[r + "@" + st.t["Description"][:20]] = re.sub(r"iam::\d+:", f"iam::{account}:", st.role_arn(r))
+    return out
+
+
+@check("H3 every role under /firebreak/; both templates protect both templates' roles")
+def h3_protect(S):
+    name = "H3"
+    for key in ("main", "member", "region"):
+        for r in roles(S[key]):
+            path = S[key].props(r).get("Path", "/")
+            if not path.startswith("/firebreak/"):
+                fail(name, f"{key} role {r} has path {path}, not under /firebreak/")
+    for main_key, member_key in (("main_on", "member_on"), ("main_long", "member_long")):
+        for key, account in ((main_key, ACCOUNT), (member_key, MEMBER_ACCOUNT)):
+            st = S[key]
+            targets = firebreak_role_arns(S, account, main_key, member_key)
+            for role, stmts in all_role_statements(st).items():
+                writes = {a for a in allowed_actions(stmts) if a in IAM_WRITES}
+                for action in writes | ({"iam:PutRolePolicy"} if writes else set()):
+                    for label, arn in targets.items():
+                        if not denied(stmts, action, arn):
+                            fail(name, f"{key} {role} may {action} on Firebreak's role {label} ({arn})")
+
+
+@check("H3 no AssumeRole into the responder's own account")
+def h3_home(S):
+    name = "H3"
+    for key in ("main", "main_on", "main_long"):
+        st = S[key]
+        for role, stmts in all_role_statements(st).items():
+            if "sts:AssumeRole" not in allowed_actions(stmts):
+                continue
+            for arn in (f"arn:aws:iam::{ACCOUNT}:role/firebreak/firebreak-member", f"arn:aws:iam::{ACCOUNT}:role/Admin"):
+                if not denied(stmts, "sts:AssumeRole", arn):
+                    fail(name, f"{key} {role} may assume {arn} in its own account")
+    # The member template creates nothing in the security account.
+    sec = Stack(S["templates"][1], {"ResponderAccountId": ACCOUNT}, account=ACCOUNT)
+    if roles(sec):
+        fail(name, f"template-member.yaml creates roles in the security account: {sorted(roles(sec))}")
+
+
+@check("M3 member roles trust exact Firebreak paths; the expirer and alarm get NACL-only powers")
+def m3(S):
+    name = "M3"
+    main, member = S["main_on"], S["member_on"]
+    arns = {r: main.role_arn(r) for r in roles(main)}
+    want = {
+        "MemberRole": {"GuardDutyRole", "ManualRole", "ReleaseRole"},
+        "MemberNaclRole": {"AlarmRole", "ExpirerRole"},
+    }
+    for mrole, trusted in want.items():
+        if mrole not in roles(member):
+            fail(name, f"template-member.yaml has no {mrole}")
+            continue
+        trust = listify(member.props(mrole)["AssumeRolePolicyDocument"]["Statement"])
+        if len(trust) != 1 or trust[0].get("Effect") != "Allow" or trust[0].get("Action") != "sts:AssumeRole":
+            fail(name, f"{mrole}: one Allow sts:AssumeRole statement expected: {trust}")
+            continue
+        t = trust[0]
+        if t.get("Principal") != {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}:
+            fail(name, f"{mrole}: trusts {t.get('Principal')}, not the security account")
+        pats = listify((t.get("Condition") or {}).get("ArnLike", {}).get("aws:PrincipalArn", []))
+        if (t.get("Condition") or {}).get("StringLike") != {"sts:RoleSessionName": "firebreak-*"}:
+            fail(name, f"{mrole}: session names not limited to firebreak-*")
+        oncall = member.params["OnCallRoleArn"]
+        for p in pats:
+            if p != oncall and not p.startswith(f"arn:aws:iam::{ACCOUNT}:role/firebreak/"):
+                fail(name, f"{mrole}: trusts {p}, outside the path /firebreak/")
+        for r, arn in arns.items():
+            hit = any(glob(p, arn) for p in pats)
+            if hit != (r in trusted):
+                fail(name, f"{mrole}: {'trusts' if hit else 'does not trust'} {r} ({arn})")
+    nacl = allowed_actions(member.role_statements("MemberNaclRole")) if "MemberNaclRole" in roles(member) else set()
+    if nacl - NACL_ACTIONS:
+        fail(name, f"MemberNaclRole allows more than NACL entries: {sorted(nacl - NACL_ACTIONS)}")
+    member_name = main.params["MemberRoleName"]
+    for fn, role in (("AlarmFunction", "AlarmRole"), ("ExpirerFunction", "ExpirerRole")):
+        env = main.function_env(fn).get("FIREBREAK_MEMBER_ROLE_NAME")
+        if env != member_name + "-nacl":
+            fail(name, f"{fn} acts in member accounts as {env!r}, not {member_name}-nacl")
+        for s in main.role_statements(role):
+            if s.get("Effect") == "Allow" and "sts:AssumeRole" in actions_of(s):
+                for r in listify(s["Resource"]):
+                    if not r.endswith(":role/" + member_name + "-nacl"):
+                        fail(name, f"{role} may assume {r}")
+    for fn in ("GuardDutyFunction", "ManualFunction", "ReleaseFunction"):
+        if main.function_env(fn).get("FIREBREAK_MEMBER_ROLE_NAME") != member_name:
+            fail(name, f"{fn} does not use the member role {member_name}")
+
+
+SAMPLE_PROTECTED = [
+    "BreakGlassAdmin", "breakglass", "BREAKGLASS", "BREAK-GLASS", "Break_Glass_Ops", "break.glass",
+    "ops-breakGlass", "emergency-break-glass-2", "Breakglass", "firebreak-ops", "Firebreak-x", "FIREBREAK-Y",
+]
+SAMPLE_PROTECTED_ROLES = [
+    "OrganizationAccountAccessRole", "AWSControlTowerExecution", "AWSCloudFormationStackSetExecutionRole",
+    "stacksets-exec-0123abcd4567ef89", "aws-service-role/support.amazonaws.com/AWSServiceRoleForSupport",
+    "aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_AdministratorAccess_0123abcd",
+]
+SAMPLE_CONTAINABLE = ["app-server-role", "ci-deployer", "legacy-uploader", "web", "breakfast-glassware"]
+
+
+@check("M1 protected principals: tag deny, every spelling, org-admin roles, ProtectedPrincipals")
+def m1(S):
+    name = "M1"
+    for key, account in (("main_on", ACCOUNT), ("member_on", MEMBER_ACCOUNT)):
+        st = S[key]
+        for role, stmts in all_role_statements(st).items():
+            writes = sorted(a for a in allowed_actions(stmts) if a in IAM_WRITES)
+            if not writes:
+                continue
+            for action in IAM_WRITES:
+                # anything tagged firebreak:protected
+                tagged = [
+                    s for s in stmts
+                    if s.get("Effect") == "Deny" and action in actions_of(s)
+                    and cond_keys(s).get(("Null", "aws:resourcetag/firebreak:protected")) == ["false"]
+                    and covers(s, f"arn:aws:iam::{account}:role/any/path/x") and covers(s, f"arn:aws:iam::{account}:user/x")
+                ]
+                if not tagged:
+                    fail(name, f"{key} {role}: no deny of {action} on principals tagged firebreak:protected")
+            for kind in ("role", "user"):
+                names = SAMPLE_PROTECTED + (SAMPLE_PROTECTED_ROLES if kind == "role" else [])
+                names += ["payments-admin", "team/db-owner"]  # from ProtectedPrincipals
+                for n in names:
+                    for path in ("", "teams/ops/") if "/" not in n else ("",):
+                        arn = f"arn:aws:iam::{account}:{kind}/{path}{n}"
+                        for action in writes:
+                            if not denied(stmts, action, arn):
+                                fail(name, f"{key} {role} may {action} on protected {arn}")
+                for n in SAMPLE_CONTAINABLE:
+                    arn = f"arn:aws:iam::{account}:{kind}/{n}"
+                    for action in writes:
+                        if denied(stmts, action, arn):
+                            fail(name, f"{key} {role}: {action} on {arn} denied; a containable principal must stay reachable")
+
+
+@check("M2 no isolation of a protected instance, through the instance or its interface")
+def m2(S):
+    name = "M2"
+    for key, account in (("main_on", ACCOUNT), ("member_on", MEMBER_ACCOUNT)):
+        for role, stmts in all_role_statements(S[key]).items():
+            allowed = allowed_actions(stmts)
+            for action in ("ec2:ModifyNetworkInterfaceAttribute", "ec2:ModifyInstanceAttribute", "ec2:CreateTags"):
+                if action not in allowed:
+                    continue
+                for arn in (f"arn:aws:ec2:{REGION}:{account}:instance/i-0abc", f"arn:aws:ec2:{REGION}:{account}:network-interface/eni-0abc"):
+                    if action == "ec2:ModifyInstanceAttribute" and "network-interface" in arn:
+                        continue
+                    ok = [
+                        s for s in stmts
+                        if s.get("Effect") == "Deny" and action in actions_of(s) and covers(s, arn)
+                        and cond_keys(s).get(("Null", "aws:resourcetag/firebreak:protected")) == ["false"]
+                    ]
+                    if not ok:
+                        fail(name, f"{key} {role}: {action} on a protected {arn.split(':')[-1].split('/')[0]} is not denied")
+
+
+SAMPLE_KEYS = {
+    "once": [
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/incident.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/block_ip-198.51.100.77_32-0123456789abcdef.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/notify_team-team-89abcdef01234567.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/isolate_instance-i-0abc-fedcba9876543210.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/released/fb-fedcba98765432100123.json",
+        "index/fb-0123456789abcdef0123.json",
+        "handled/2026-11-20T19/fb-0123456789abcdef0123.json",
+        "expired/dt=2026-11-21/acl-0a1b2c3d-ingress-00001-1763668020_198.51.100.77_32.json",
+    ],
+    # Firebreak writes these without If-None-Match: they must stay writable.
+    "replaceable": [
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/block_ip-198.51.100.77_32-0123456789abcdef.failed-2026-11-20T194700123Z.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/block_ip-198.51.100.77_32-0123456789abcdef.skipped.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/block_ip-198.51.100.77_32-0123456789abcdef.held.json",
+        "blocks/acl-0a1b2c3d/ingress/00001/1763668020_198.51.100.77_32.json",
+    ],
+    "conditional": [
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/claims/block_ip-198.51.100.77_32-0123456789abcdef.json",
+        "locks/acl-0a1b2c3d/ingress/00001-198.51.100.77_32.json",
+        "budget/111122223333/block_ip/2026-11-20T1900Z.json",
+    ],
+    "deletable": [
+        "blocks/acl-0a1b2c3d/ingress/00001/1763668020_198.51.100.77_32.json",
+        "locks/acl-0a1b2c3d/ingress/00001-198.51.100.77_32.json",
+        "incidents/dt=2026-11-20/fb-0123456789abcdef0123/claims/block_ip-198.51.100.77_32-0123456789abcdef.json",
+    ],
+}
+
+
+@check("M4 records: Object Lock by default, written once, written by Firebreak only")
+def m4(S):
+    name = "M4"
+    st = S["main_on"]
+    buckets = st.of_type("AWS::S3::Bucket")
+    if "RecordsBucket" not in buckets:
+        return fail(name, "no RecordsBucket")
+    raw = st.resources["RecordsBucket"]["Properties"]
+    b = st.props("RecordsBucket")
+    if b.get("ObjectLockEnabled") is not True or b.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+        fail(name, "the records bucket has no Object Lock")
+    rule = raw.get("ObjectLockConfiguration", {}).get("Rule", {}).get("DefaultRetention", {})
+    if rule.get("Days") != {"Ref": "RecordsRetentionDays"}:
+        fail(name, f"Object Lock retention is not RecordsRetentionDays: {rule}")
+    mode = rule.get("Mode")
+    mparam = st.t["Parameters"].get(mode.get("Ref") if isinstance(mode, dict) else "", {})
+    if set(mparam.get("AllowedValues", [])) != {"GOVERNANCE", "COMPLIANCE"} or mparam.get("Default") != "GOVERNANCE":
+        fail(name, f"Object Lock mode is not a GOVERNANCE (default) / COMPLIANCE parameter: {mode}")
+    for r in raw["LifecycleConfiguration"]["Rules"]:
+        if r.get("Prefix") in ("incidents/", "expired/", "index/", "handled/"):
+            if r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") != {"Ref": "RecordsRetentionDays"}:
+                fail(name, f"older versions under {r['Prefix']} are not kept for the retention period")
+    prefixes = {r.get("Prefix") for r in raw["LifecycleConfiguration"]["Rules"] if r.get("ExpirationInDays")}
+    for p in ("locks/", "budget/", "index/", "handled/"):
+        if p not in prefixes:
+            fail(name, f"no lifecycle expiry for {p}")
+    pols = [st.props(k) for k, v in st.of_type("AWS::S3::BucketPolicy").items() if st.props(k)["Bucket"] == "<ref:RecordsBucket>"]
+    if not pols:
+        return fail(name, "the records bucket has no policy")
+    stmts = [s for p in pols for s in listify(p["PolicyDocument"]["Statement"])]
+    arn = st.getatt("RecordsBucket", "Arn")
+
+    def put_denied_without(key, absent):
+        """A Deny of PutObject on key that applies when the headers in `absent` are missing."""
+        for s in stmts:
+            if s.get("Effect") != "Deny" or not any(glob(a, "s3:PutObject") for a in actions_of(s)):
+                continue
+            if not covers(s, f"{arn}/{key}"):
+                continue
+            c = s.get("Condition") or {}
+            if set(c) == {"Null"} and all(v == "true" for v in c["Null"].values()) and set(c["Null"]) <= absent:
+                return True
+        return False
+
+    finals = [f"incidents/dt=2026-11-20/fb-0123456789abcdef0123/actions/block_ip-203.0.113.9_32-00000000000000{d}{d}.json" for d in "0123456789abcdef"]
+    for key in SAMPLE_KEYS["once"] + finals:
+        if not put_denied_without(key, {"s3:if-none-match"}):
+            fail(name, f"a PutObject on {key} without If-None-Match is not refused")
+    for key in SAMPLE_KEYS["conditional"]:
+        if not put_denied_without(key, {"s3:if-none-match", "s3:if-match"}):
+            fail(name, f"an unconditional PutObject on {key} is not refused")
+    for key in SAMPLE_KEYS["replaceable"]:
+        if put_denied_without(key, {"s3:if-none-match", "s3:if-match"}):
+            fail(name, f"Firebreak's unconditional write of {key} would be refused")
+    writers = [st.role_arn(r) for r in ("AlarmRole", "GuardDutyRole", "ManualRole", "ReleaseRole", "ExpirerRole")]
+    writers.append(st.params["OnCallRoleArn"])
+    others = [f"arn:aws:iam::{ACCOUNT}:role/Admin", f"arn:aws:iam::{ACCOUNT}:user/ci"]
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        only = [
+            s for s in stmts
+            if s.get("Effect") == "Deny" and s.get("Principal") == "*" and any(glob(a, action) for a in actions_of(s))
+            and covers(s, f"{arn}/incidents/x/incident.json") and set(s.get("Condition", {})) == {"ArnNotLike"}
+        ]
+        pats = [p for s in only for p in listify(s["Condition"]["ArnNotLike"].get("aws:PrincipalArn", []))]
+        if not only:
+            fail(name, f"{action} is not refused to principals other than Firebreak's roles")
+        for w in writers:
+            if not any(glob(p, w) for p in pats):
+                fail(name, f"{action} by Firebreak's {w} is refused")
+        for o in others:
+            if any(glob(p, o) for p in pats):
+                fail(name, f"{action} by {o} is allowed")
+    for s in stmts:
+        if s.get("Effect") == "Deny" and not s.get("Condition") and any(
+            glob(a, x) for a in actions_of(s) for x in ("s3:PutBucketPolicy", "s3:DeleteBucketPolicy")
+        ):
+            fail(name, "the bucket policy locks its administrators out of changing it")
+    # Deletes: Firebreak's roles may delete small state, and the policy lets them.
+    for r in ("AlarmRole", "GuardDutyRole", "ManualRole", "ReleaseRole", "ExpirerRole"):
+        rs = st.role_statements(r)
+        for key in SAMPLE_KEYS["deletable"]:
+            if not any(s.get("Effect") == "Allow" and "s3:DeleteObject" in actions_of(s) and covers(s, f"{arn}/{key}") for s in rs):
+                fail(name, f"{r} may not delete {key}")
+    for key in SAMPLE_KEYS["deletable"]:
+        for s in stmts:
+            if s.get("Effect") == "Deny" and "s3:DeleteObject" in actions_of(s) and not s.get("Condition"):
+                hit = covers(s, f"{arn}/{key}") if "Resource" in s else not any(glob(r, f"{arn}/{key}") for r in listify(s["NotResource"]))
+                if hit:
+                    fail(name, f"the bucket policy refuses Firebreak's delete of {key}")
+    for key in SAMPLE_KEYS["once"][:1]:
+        if not any(
+            s.get("Effect") == "Deny" and "s3:DeleteObject" in actions_of(s) and not s.get("Condition")
+            and ("NotResource" in s and not any(glob(r, f"{arn}/{key}") for r in listify(s["NotResource"])))
+            for s in stmts
+        ):
+            fail(name, f"a delete (marker) of {key} is not refused")
+    for action in ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention"):
+        if not any(s.get("Effect") == "Deny" and action in actions_of(s) and not s.get("Condition") for s in stmts):
+            fail(name, f"{action} is not refused")
+
+
+@check("M5 alarms on Firebreak itself, reserved concurrency")
+def m5(S):
+    name = "M5"
+    st = S["main_on"]
+    alarms = {k: st.props(k) for k in st.of_type("AWS::CloudWatch::Alarm")}
+    ops = "<ref:OperationsTopic>"
+    if "OperationsTopic" not in st.of_type("AWS::SNS::Topic"):
+        fail(name, "no operations topic")
+
+    def alarm_on(metric, dim, value):
+        return [
+            a for a in alarms.values()
+            if a.get("MetricName") == metric and {"Name": dim, "Value": value} in a.get("Dimensions", []) and ops in a.get("AlarmActions", [])
+        ]
+
+    for fn in st.of_type("AWS::Serverless::Function"):
+        for metric in ("Errors", "Throttles"):
+            if not alarm_on(metric, "FunctionName", f"<ref:{fn}>"):
+                fail(name, f"no {metric} alarm on {fn} to the operations topic")
+        if "ReservedConcurrentExecutions" not in st.props(fn):
+            fail(name, f"{fn} has no reserved concurrency")
+    if not alarm_on("ApproximateNumberOfMessagesVisible", "QueueName", st.getatt("FailedEventsQueue", "QueueName")):
+        fail(name, "no alarm on the failed-events queue")
+    rule = st.props("GuardDutyFunction")["Events"]["Findings"]["Properties"].get("RuleName")
+    if not rule or not alarm_on("FailedInvocations", "RuleName", rule):
+        fail(name, f"no FailedInvocations alarm on the GuardDuty rule ({rule})")
+
+
+@check("H4 release apart, code signing, alarm on foreign IAM writes")
+def h4(S):
+    name = "H4"
+    st = S["main_on"]
+    fns = st.of_type("AWS::Serverless::Function")
+    for fn, binary in FUNCTIONS.items():
+        if fn not in fns:
+            fail(name, f"no {fn}")
+            continue
+        r = st.resources[fn]
+        if r.get("Metadata", {}).get("BuildProperties", {}).get("Binary") != binary:
+            fail(name, f"{fn} does not build {binary}")
+        csc = st.props(fn).get("CodeSigningConfigArn", "")
+        m = re.fullmatch(r"<getatt:(\w+)\.CodeSigningConfigArn>", csc)
+        if not m or st.props(m.group(1)).get("CodeSigningPolicies", {}).get("UntrustedArtifactOnDeployment") != "Enforce":
+            fail(name, f"{fn} does not enforce code signing when signing profiles are given")
+    role_of = {fn: re.fullmatch(r"arn:aws:iam::\d+:role/.*?(\w+Role)-1A2B3C4D5E6F", st.props(fn)["Role"]) for fn in fns}
+    if len({m.group(1) for m in role_of.values() if m}) != len(fns):
+        fail(name, "the functions do not have a role each")
+    undo = {"iam:DeleteRolePolicy", "logs:DeleteRetentionPolicy", "iam:DeleteUserPolicy"}
+    for r in ("GuardDutyRole", "ManualRole", "AlarmRole", "ExpirerRole"):
+        extra = allowed_actions(st.role_statements(r)) & undo
+        if extra:
+            fail(name, f"{r} holds release powers {sorted(extra)}")
+    rel = allowed_actions(st.role_statements("ReleaseRole"))
+    for a in ("iam:DeleteRolePolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
+        if a not in rel:
+            fail(name, f"ReleaseRole lacks {a}")
+    if "ReleaseFunctionName" not in st.t.get("Outputs", {}):
+        fail(name, "no ReleaseFunctionName output")
+    # The alarm: any Firebreak role's inline-policy write but its own names.
+    rules = [st.props(k) for k in st.of_type("AWS::Events::Rule")]
+    firebreak_roles = [st.role_arn(r) for r in roles(st)]
+    good = False
+    for r in rules:
+        p = r.get("EventPattern", {})
+        d = p.get("detail", {})
+        if p.get("source") != ["aws.iam"] or "AWS API Call via CloudTrail" not in p.get("detail-type", []):
+            continue
+        if not {"PutRolePolicy", "PutUserPolicy", "DeleteRolePolicy", "DeleteUserPolicy"} <= set(d.get("eventName", [])):
+            continue
+        issuer = d.get("userIdentity", {}).get("sessionContext", {}).get("sessionIssuer", {})
+        prefixes = [m["prefix"] for m in issuer.get("arn", []) if isinstance(m, dict) and "prefix" in m]
+        if not all(any(a.startswith(pf) for pf in prefixes) for a in firebreak_roles):
+            continue
+        names = d.get("requestParameters", {}).get("policyName", [])
+        but = {n for m in names if isinstance(m, dict) for n in listify(m.get("anything-but", []))}
+        if not OWN_POLICY_NAMES <= but:
+            continue
+        if any(t.get("Arn") == "<ref:OperationsTopic>" for t in r.get("Targets", [])):
+            good = True
+    if not good:
+        fail(name, "no EventBridge rule sends a Firebreak role's foreign inline-policy writes to the operations topic")
+
+
+@check("M6 other regions' GuardDuty findings reach the home region")
+def m6(S):
+    name = "M6"
+    st = S["region"]
+    home = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
+    ok = False
+    for k in st.of_type("AWS::Events::Rule"):
+        p = st.props(k)
+        if p["EventPattern"].get("source") == ["aws.guardduty"]:
+            for t in p.get("Targets", []):
+                if t.get("Arn") == home and t.get("RoleArn"):
+                    ok = True
+    if not ok:
+        fail(name, "template-region.yaml forwards no GuardDuty findings to the home region's default bus")
+    at_home = Stack(S["templates"][2], {"HomeRegion": REGION}, region=REGION)
+    if at_home.of_type("AWS::Events::Rule"):
+        fail(name, "template-region.yaml in the home region would forward the bus to itself")
+
+
+@check("Lows: topic policies, SSE, retained logs, partitions, schedule name, policy sizes")
+def lows(S):
+    name = "Low"
+    for key in ("main_on", "region"):
+        st = S[key]
+        topics = st.of_type("AWS::SNS::Topic")
+        covered = {t for k in st.of_type("AWS::SNS::TopicPolicy") for t in st.props(k)["Topics"]}
+        for t in topics:
+            if f"<ref:{t}>" not in covered:
+                fail(name, f"topic {t} has no topic policy")
+            if not st.props(t).get("KmsMasterKeyId"):
+                fail(name, f"topic {t} is not encrypted")
+    st = S["main_on"]
+    for t in ("TeamTopic", "StakeholderTopic"):
+        stmts = [s for k in st.of_type("AWS::SNS::TopicPolicy") if f"<ref:{t}>" in st.props(k)["Topics"] for s in listify(st.props(k)["PolicyDocument"]["Statement"])]
+        for action in ("sns:Publish", "sns:Subscribe"):
+            if not any(s.get("Effect") == "Deny" and action in actions_of(s) and "ArnNotLike" in (s.get("Condition") or {}) for s in stmts):
+                fail(name, f"{t}: {action} is open to anyone in the account")
+    for k in st.of_type("AWS::Logs::LogGroup"):
+        if st.resources[k].get("DeletionPolicy") != "Retain":
+            fail(name, f"log group {k} is not retained")
+    st = S["main_long"]
+    sched = st.props("ExpirerFunction")["Events"]["Every15Minutes"]["Properties"].get("Name", "")
+    if st.stack not in str(sched):
+        fail(name, f"the expirer's schedule name {sched!r} does not carry the stack name")
+    # Other partitions: no ARN of the aws partition survives.
+    main, member, region = S["templates"]
+    on = S["main_on"].params
+    for partition in ("aws-cn", "aws-us-gov"):
+        for t, params in ((main, on), (member, S["member_on"].params), (region, {"HomeRegion": REGION})):
+            params = {k: v.replace("arn:aws:", f"arn:{partition}:") for k, v in params.items()}
+            st = Stack(t, params, partition=partition)
+            text = json.dumps({k: st.props(k) for k in st.resources if st.exists(k)})
+            if "arn:aws:" in text:
+                fail(name, f"{t['Description'][:40]}…: arn:aws: in the {partition} partition: {text[text.index('arn:aws:') - 80:text.index('arn:aws:') + 80]}")
+    # IAM's size limits, with long names.
+    for key in ("main_long", "member_long"):
+        st = S[key]
+        for r in roles(st):
+            inline = sum(len(re.sub(r"\s", "", json.dumps(p["PolicyDocument"]))) for p in st.props(r).get("Policies", []))
+            if inline > 10240:
+                fail(name, f"{key} {r}: inline policies of {inline} characters (IAM allows 10240)")
+        for m in st.of_type("AWS::IAM::ManagedPolicy"):
+            size = len(re.sub(r"\s", "", json.dumps(st.props(m)["PolicyDocument"])))
+            if size > 6144:
+                fail(name, f"{key} {m}: {size} characters (IAM allows 6144)")
+
+
+@check("Member template: exactly the containment and release actions held at home")
+def member_invariant(S):
+    name = "Member"
+    main, member = S["main_on"], S["member_on"]
+    home = set()
+    for r in ("GuardDutyRole", "ManualRole", "ReleaseRole"):
+        home |= allowed_actions(main.role_statements(r))
+    bookkeeping = {a for a in home if a.split(":")[0] in ("s3", "sns", "sqs", "kms", "sts")}
+    bookkeeping |= {"logs:CreateLogStream", "logs:PutLogEvents"}
+    allowed = allowed_actions(member.role_statements("MemberRole"))
+    if allowed != home - bookkeeping:
+        fail(name, f"MemberRole differs from the responder's containment and release: {sorted(allowed ^ (home - bookkeeping))}")
+    nacl_home = set()
+    for r in ("AlarmRole", "ExpirerRole"):
+        nacl_home |= allowed_actions(main.role_statements(r)) & NACL_ACTIONS
+    nacl = allowed_actions(member.role_statements("MemberNaclRole"))
+    if nacl != nacl_home:
+        fail(name, f"MemberNaclRole differs from the alarm's and expirer's NACL actions: {sorted(nacl ^ nacl_home)}")
+    for r in roles(member):
+        for a in allowed_actions(member.role_statements(r)):
+            if a.endswith("*"):
+                fail(name, f"{r} allows a wildcard action {a}")
+        for s in member.role_statements(r):
+            if s.get("Effect") == "Allow" and actions_of(s) & (IAM_WRITES | {"ec2:CreateTags"}) and "*" in listify(s["Resource"]):
+                fail(name, f"{r} allows {sorted(actions_of(s))} on *")
+    for key in ("main_on", "member_on"):
+        for r, stmts in all_role_statements(S[key]).items():
+            for a in allowed_actions(stmts):
+                if a == "*" or a.endswith(":*"):
+                    fail(name, f"{key} {r} allows {a}")
+
+
+def main():
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2])
+    S = scenarios(root)
+    for title, f in CHECKS:
+        before = len(FAILURES)
+        try:
+            f(S)
+        except Exception as e:  # a template the checks cannot read is a failure too
+            fail(title, f"{type(e).__name__}: {e}")
+        if len(FAILURES) > before:
+            print(f"FAIL {title}")
+    if FAILURES:
+        print("\n".join(FAILURES))
+        print(f"{len(FAILURES)} failure(s)")
+        sys.exit(1)
+    print(f"ok {len(CHECKS)} checks")
+
+
+if __name__ == "__main__":
+    main()
