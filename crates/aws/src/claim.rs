@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::error::AwsError;
+use crate::jitter::{jittered, spread};
 use crate::outcome::ActionOutcome;
 use crate::record::{Cond, RecordStore};
 
@@ -41,21 +42,6 @@ use crate::record::{Cond, RecordStore};
 /// holders then outlived the 20 s wait).
 const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_millis(1600);
-
-/// A pause of `min_ms` plus up to `spread_ms` more, different for each
-/// caller: writers or waiters that collided do not come back together.
-/// (A counter, not a random source: spreading is all it needs.)
-pub(crate) fn spread(min_ms: u64, spread_ms: u64) -> Duration {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let offset = NEXT.fetch_add(37, Ordering::Relaxed) % spread_ms.max(1);
-    Duration::from_millis(min_ms + offset)
-}
-
-/// `pause`, give or take a quarter.
-fn jittered(pause: Duration) -> Duration {
-    let quarter = (pause.as_millis() as u64 / 4).max(1);
-    spread(pause.as_millis() as u64 - quarter, 2 * quarter)
-}
 
 /// The claim object.
 #[derive(Debug, Clone, Serialize, Deserialize)]

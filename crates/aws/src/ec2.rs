@@ -204,7 +204,7 @@ pub async fn block_ip(
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             // Writers that collided on a number spread out before reading again.
-            tokio::time::sleep(crate::claim::spread(5, 40)).await;
+            tokio::time::sleep(crate::jitter::spread(5, 40)).await;
         }
         // The first attempt uses the caller's read (`read`), if any.
         let list = match read.take() {

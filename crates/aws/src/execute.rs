@@ -13,12 +13,13 @@ use chrono::{SecondsFormat, TimeDelta, Utc};
 use firebreak_core::incident::short_digest;
 use firebreak_core::policy::{check_block, plan_found_blocks, TrafficDirection};
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
-use futures_util::future::{join, join3, join_all, BoxFuture, FutureExt};
+use futures_util::future::{join, join3, join_all, FutureExt};
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::{info, instrument, warn};
 
+pub use crate::account::{caller_account, HomeAnswer};
 use crate::claim::{self, Claim, Claims, Held, Lock, NaclGuard, Spent};
 use crate::clients::Clients;
 use crate::error::AwsError;
@@ -26,7 +27,9 @@ use crate::gate::Gate;
 use crate::logs::Polling;
 use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
 use crate::place::{Place, Places, Unreachable};
+pub use crate::progress::Progress;
 use crate::record::{BlockMarker, RecordStore, Written};
+pub use crate::report::{IncidentReport, Response};
 use crate::{ec2, iam, logs, notify};
 
 /// The version tag of the incident record (see `crates/aws/schema/`).
@@ -54,129 +57,6 @@ pub struct Executor {
     /// own before STS answered (see [`respond_asking`]): every action's
     /// first change waits for this answer to agree.
     guessed: Option<HomeAnswer>,
-}
-
-/// STS's answer to which account the credentials act in: asked once, in
-/// the background, and shared by whoever waits for it.
-#[derive(Clone)]
-pub struct HomeAnswer(futures_util::future::Shared<BoxFuture<'static, Result<String, AwsError>>>);
-
-impl std::fmt::Debug for HomeAnswer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("HomeAnswer").field(&self.0.peek()).finish()
-    }
-}
-
-impl HomeAnswer {
-    /// Sends STS GetCallerIdentity now, without waiting for the answer.
-    pub fn ask(sts: aws_sdk_sts::Client) -> HomeAnswer {
-        let answer = caller_account(sts).boxed().shared();
-        tokio::spawn(answer.clone());
-        HomeAnswer(answer)
-    }
-
-    /// The answer, when it comes.
-    pub async fn get(&self) -> Result<String, AwsError> {
-        self.0.clone().await
-    }
-
-    /// The answer if it came already.
-    pub fn peek(&self) -> Option<&Result<String, AwsError>> {
-        self.0.peek()
-    }
-}
-
-/// Told of each step of a long operation (a release of many actions), for
-/// a terminal to show; does nothing unless set.
-#[derive(Clone, Default)]
-pub struct Progress(Option<Arc<StepFn>>);
-
-/// `(done, total, what)`.
-type StepFn = dyn Fn(usize, usize, &str) + Send + Sync;
-
-impl Progress {
-    /// Calls `f(done, total, what)` after each step.
-    pub fn new(f: impl Fn(usize, usize, &str) + Send + Sync + 'static) -> Progress {
-        Progress(Some(Arc::new(f)))
-    }
-
-    fn step(&self, done: usize, total: usize, what: &str) {
-        if let Some(f) = &self.0 {
-            f(done, total, what);
-        }
-    }
-}
-
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Progress(set)"
-        } else {
-            "Progress(none)"
-        })
-    }
-}
-
-/// What happened to one incident.
-#[derive(Debug, Clone, Serialize)]
-pub struct IncidentReport {
-    /// The incident id.
-    pub id: String,
-    /// Its severity class.
-    pub severity: firebreak_core::Severity,
-    /// What it is (the GuardDuty finding type, the alert type, `COMMAND:…`).
-    pub incident_type: String,
-    /// Where its record is (`s3://bucket/key`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub record: Option<String>,
-    /// One outcome per planned action, in plan order, then the blocks the
-    /// failed-login query found.
-    pub actions: Vec<ActionOutcome>,
-}
-
-impl IncidentReport {
-    /// Actions that failed.
-    pub fn failed(&self) -> Vec<&ActionOutcome> {
-        self.actions
-            .iter()
-            .filter(|a| a.status == Status::Failed)
-            .collect()
-    }
-
-    /// A sentence naming every failed action (containment first, then the
-    /// record or a notice), if any failed: the caller turns it into an error,
-    /// so the event is retried and a responder sees what to look at.
-    pub fn failure(&self) -> Option<String> {
-        let mut failed: Vec<&ActionOutcome> = self.failed();
-        failed.sort_by_key(|a| !a.kind.is_containment());
-        let named: Vec<String> = failed
-            .iter()
-            .map(|a| {
-                let why = a
-                    .error
-                    .as_ref()
-                    .and_then(|e| e.code.clone())
-                    .unwrap_or_else(|| a.detail.clone());
-                format!("{} {} ({why})", a.kind.as_str(), a.target)
-            })
-            .collect();
-        (!named.is_empty()).then(|| format!("incident {}: failed: {}", self.id, named.join("; ")))
-    }
-
-    /// Actions the blast-radius budget held back for a human.
-    pub fn held(&self) -> Vec<&ActionOutcome> {
-        self.actions
-            .iter()
-            .filter(|a| a.status == Status::Held)
-            .collect()
-    }
-
-    /// True when a retry of the failed actions can help.
-    pub fn retryable(&self) -> bool {
-        self.failed()
-            .iter()
-            .any(|a| a.error.as_ref().is_some_and(|e| e.retryable))
-    }
 }
 
 /// The incident record body.
@@ -384,16 +264,6 @@ impl Early<'_> {
             let _ = self.tx.send(group.to_vec());
         }
     }
-}
-
-/// The account the credentials act in (STS GetCallerIdentity).
-pub async fn caller_account(sts: aws_sdk_sts::Client) -> Result<String, AwsError> {
-    let me = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetCallerIdentity", e))?;
-    Ok(me.account().unwrap_or_default().to_string())
 }
 
 /// Where an incident's containment runs, as `run` found it.
@@ -1775,39 +1645,6 @@ impl Executor {
             out.push(e);
         }
         Ok(out)
-    }
-}
-
-/// What one input event led to: the shape `firebreak respond` prints and
-/// the functions answer with.
-#[derive(Debug, Clone, Serialize)]
-pub struct Response {
-    /// One report per incident.
-    pub incidents: Vec<IncidentReport>,
-    /// Signals that were deliberately not incidents (an alarm back to OK).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ignored: Vec<firebreak_core::incident::Ignored>,
-}
-
-impl Response {
-    /// Every failed action, in one sentence, if any failed.
-    pub fn failure(&self) -> Option<String> {
-        let all: Vec<String> = self
-            .incidents
-            .iter()
-            .filter_map(IncidentReport::failure)
-            .collect();
-        (!all.is_empty()).then(|| all.join(" | "))
-    }
-
-    /// True when retrying the event can help.
-    pub fn retryable(&self) -> bool {
-        self.incidents.iter().any(IncidentReport::retryable)
-    }
-
-    /// True when the budget held an action back: a human must decide.
-    pub fn needs_a_human(&self) -> bool {
-        self.incidents.iter().any(|i| !i.held().is_empty())
     }
 }
 

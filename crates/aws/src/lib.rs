@@ -9,6 +9,7 @@
 //! "already done" answer (a key already Inactive, a record already written)
 //! is handled explicitly where it can occur, never by ignoring all errors.
 
+pub mod account;
 pub mod claim;
 pub mod clients;
 pub mod ec2;
@@ -17,11 +18,14 @@ pub mod execute;
 pub mod gate;
 pub mod iam;
 pub mod inventory;
+pub mod jitter;
 pub mod logs;
 pub mod notify;
 pub mod outcome;
 pub mod place;
+pub mod progress;
 pub mod record;
+pub mod report;
 
 pub use clients::Clients;
 pub use error::AwsError;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-use firebreak_aws::execute::caller_account;
+use firebreak_aws::account::caller_account;
 use firebreak_aws::inventory::{Filter, IncidentStatus};
 use firebreak_aws::outcome::{ActionOutcome, Status};
 use firebreak_aws::{Clients, Executor, IncidentReport};

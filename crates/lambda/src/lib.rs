@@ -157,7 +157,7 @@ impl State {
             .get_or_try_init(|| async {
                 let account = match self.account.get().await {
                     Ok(a) => a,
-                    Err(_) => firebreak_aws::execute::caller_account(self.clients.sts.clone())
+                    Err(_) => firebreak_aws::account::caller_account(self.clients.sts.clone())
                         .await
                         .map_err(Failure::from_aws)?,
                 };
