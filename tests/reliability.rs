@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use firebreak_aws::bucket::layout;
 use firebreak_aws::outcome::{ActionOutcome, Status};
-use firebreak_aws::record::RecordStore;
 use firebreak_aws::{respond, Executor, IncidentReport};
 use firebreak_core::{plan_event, ActionKind, Config};
 use firebreak_e2e::support::{self, filter};
@@ -261,10 +261,10 @@ async fn a_delivery_that_died_holding_a_claim_is_taken_over_after_the_expiry() {
     let plans = plan_event(ev.to_string().as_bytes(), &cfg).unwrap();
     let plan = &plans.incidents[0];
     let key = &rig.seeded.keys[0];
-    let prefix = RecordStore::prefix(&plan.incident, chrono::Utc::now());
-    let claim = RecordStore::claim_key(
+    let prefix = layout::prefix(&plan.incident, chrono::Utc::now());
+    let claim = layout::claim_key(
         &prefix,
-        &RecordStore::action_name(ActionKind::DeactivateAccessKey, key),
+        &layout::action_name(ActionKind::DeactivateAccessKey, key),
     );
     // A delivery claimed the key and died: its claim runs another minute.
     let put_claim = |expires: chrono::DateTime<chrono::Utc>| {

@@ -20,7 +20,12 @@ use serde_json::{json, Value};
 use tracing::{info, instrument, warn};
 
 pub use crate::account::{caller_account, HomeAnswer};
-use crate::claim::{self, Claim, Claims, Held, Lock, NaclGuard, Spent};
+use crate::bucket::budget::{self, Spent};
+use crate::bucket::claim::{self, Claim, Claims, Held};
+use crate::bucket::layout;
+use crate::bucket::ledger::BlockMarker;
+use crate::bucket::lock::{self, Lock, NaclGuard};
+use crate::bucket::{RecordStore, Written};
 use crate::clients::Clients;
 use crate::error::AwsError;
 use crate::gate::Gate;
@@ -28,7 +33,6 @@ use crate::logs::Polling;
 use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
 use crate::place::{Place, Places, Unreachable};
 pub use crate::progress::Progress;
-use crate::record::{BlockMarker, RecordStore, Written};
 pub use crate::report::{IncidentReport, Response};
 use crate::{ec2, iam, logs, notify};
 
@@ -170,7 +174,7 @@ async fn let_go(
     prefix: &str,
     o: &ActionOutcome,
 ) -> bool {
-    let key = RecordStore::outcome_key(prefix, o);
+    let key = layout::outcome_key(prefix, o);
     let (written, ()) = join(store.put_cond(&key, o, None), claims.release(held, o)).await;
     if let Err(e) = &written {
         warn!(
@@ -707,8 +711,8 @@ impl Executor {
     ) -> Result<Lock<'s>, AwsError> {
         Lock::take(
             store,
-            &claim::victim_key(nacl, egress, rule, cidr),
-            claim::VICTIM_LOCK_SECONDS,
+            &layout::victim_key(nacl, egress, rule, cidr),
+            lock::VICTIM_LOCK_SECONDS,
             std::time::Duration::from_secs(u64::from(self.cfg.claim_wait_seconds)),
         )
         .await
@@ -733,7 +737,7 @@ impl Executor {
         })?;
         let (earlier, record) = join(
             store.completed(&prefix),
-            store.get_json::<Value>(&format!("{prefix}incident.json")),
+            store.get_json::<Value>(&layout::record_key(&prefix)),
         )
         .await;
         let (earlier, record) = (earlier?, record?.unwrap_or_default());
@@ -850,7 +854,7 @@ impl Executor {
         if !undone.is_empty() {
             let mark = json!({ "released_by": release_id, "at": now(), "action": a.params.action, "undone": undone });
             let (marked, handled) = join(
-                store.put_new(&RecordStore::release_key(&prefix, release_id), &mark),
+                store.put_new(&layout::release_key(&prefix, release_id), &mark),
                 store.put_handled(earlier_id, &prefix, "released", Utc::now()),
             )
             .await;
@@ -959,11 +963,11 @@ impl Executor {
             Where::Unreachable(why) => (Some(why), false),
         };
         let i = &plan.incident;
-        let prefix = RecordStore::prefix(i, Utc::now());
+        let prefix = layout::prefix(i, Utc::now());
         let record_uri = self
             .records
             .as_ref()
-            .map(|r| format!("s3://{}/{}incident.json", r.bucket(), prefix));
+            .map(|r| format!("s3://{}/{}", r.bucket(), layout::record_key(&prefix)));
         let claims = self
             .records
             .as_ref()
@@ -1246,7 +1250,7 @@ impl Executor {
         };
         let keys: Vec<String> = outcomes
             .iter()
-            .map(|o| RecordStore::outcome_key(prefix, o))
+            .map(|o| layout::outcome_key(prefix, o))
             .collect();
         let writes = outcomes.iter().zip(&keys).map(|(o, k)| store.put_new(k, o));
         for (o, w) in outcomes.iter().zip(join_all(writes).await) {
@@ -1281,7 +1285,7 @@ impl Executor {
                 .map(Ran::new)
                 .collect();
         };
-        let name = RecordStore::action_name(a.kind, &a.target);
+        let name = layout::action_name(a.kind, &a.target);
         // The claim and the budget are decided together (the budget counts
         // an action once, whoever spends for it), while the action reads
         // what it needs; only its first change waits for them.
@@ -1351,7 +1355,7 @@ impl Executor {
         // be waiting for it while this one waits for that one's.
         if let Some(first) = out.first_mut() {
             if matches!(first.outcome.status, Status::Done | Status::AlreadyDone) {
-                let key = RecordStore::done_key(prefix, &name);
+                let key = layout::done_key(prefix, &name);
                 match store.put_new(&key, &first.outcome).await {
                     Ok(_) => first.stored = true,
                     Err(e) => {
@@ -1394,10 +1398,7 @@ impl Executor {
         };
         let o = from_result(index, a, act().await);
         if o.status == Status::Done {
-            if let Err(e) = store
-                .put_new(&RecordStore::done_key(prefix, name), &o)
-                .await
-            {
+            if let Err(e) = store.put_new(&layout::done_key(prefix, name), &o).await {
                 warn!(
                     code = e.code.as_deref().unwrap_or("-"),
                     "notice outcome not recorded"
@@ -1406,7 +1407,7 @@ impl Executor {
             return Ran::stored(o);
         }
         let (stored, ()) = join(
-            store.put_new(&RecordStore::attempt_key(prefix, name, &o.at), &o),
+            store.put_new(&layout::attempt_key(prefix, name, &o.at), &o),
             claims.release(&held, &o),
         )
         .await;
@@ -1431,12 +1432,8 @@ impl Executor {
             return Ok(None);
         };
         let window = self.cfg.budget.window_minutes;
-        let action = format!(
-            "{}/{}",
-            plan.incident.id,
-            RecordStore::action_name(kind, target)
-        );
-        match claim::spend(store, &self.account, kind, limit, window, &action, Utc::now()).await? {
+        let action = format!("{}/{}", plan.incident.id, layout::action_name(kind, target));
+        match budget::spend(store, &self.account, kind, limit, window, &action, Utc::now()).await? {
             Spent::Within(_) => Ok(None),
             Spent::Over(used) => Ok(Some(format!(
                 "held for a human: the blast-radius budget allows {limit} {} per {window} minutes in account {} and {used} were taken in this window",
@@ -1470,7 +1467,7 @@ impl Executor {
             acted_in,
             plan,
         };
-        let key = format!("{prefix}incident.json");
+        let key = layout::record_key(prefix);
         // The record, its index entry and this handling's entry in the
         // handling-time index at once: one round trip, not three. A replay
         // is a handling too: "what did Firebreak do today" lists it.
@@ -1602,8 +1599,7 @@ impl Executor {
                     // The lift is recorded before the marker goes, so a crash
                     // in between leaves a marker the next run finds done.
                     let record = json!({ "lifted_at": now.to_rfc3339_opts(SecondsFormat::Secs, true), "marker": marker, "detail": step.detail, "already": step.already });
-                    let name = key.trim_start_matches("blocks/").replace('/', "-");
-                    let rkey = format!("expired/dt={}/{name}", now.format("%Y-%m-%d"));
+                    let rkey = layout::expired_key(now, &key);
                     let recorded = match store.put_new(&rkey, &record).await {
                         Ok(_) => store.delete(&key).await,
                         Err(err) => Err(err),

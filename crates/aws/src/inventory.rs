@@ -21,10 +21,12 @@ use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::bucket::layout;
+use crate::bucket::ledger::BlockMarker;
+use crate::bucket::RecordStore;
 use crate::error::AwsError;
 use crate::execute::Executor;
 use crate::outcome::ActionOutcome;
-use crate::record::{BlockMarker, Handled, RecordStore};
 
 /// Reads in flight at once while listing.
 const READS_AT_ONCE: usize = 16;
@@ -202,41 +204,13 @@ fn name_state(names: &BTreeMap<String, Vec<&'static str>>) -> Vec<(String, &'sta
         .collect()
 }
 
-/// What an object name under an incident says, as (action name, state).
-fn classify(rest: &str) -> Option<(String, &'static str)> {
-    if let Some(file) = rest.strip_prefix("actions/") {
-        let file = file.strip_suffix(".json")?;
-        if let Some((name, _)) = file.split_once(".failed-") {
-            return Some((name.to_string(), "failed"));
-        }
-        if let Some(name) = file.strip_suffix(".held") {
-            return Some((name.to_string(), "held"));
-        }
-        if let Some(name) = file.strip_suffix(".skipped") {
-            return Some((name.to_string(), "skipped"));
-        }
-        return Some((file.to_string(), "done"));
-    }
-    let name = rest.strip_prefix("claims/")?.strip_suffix(".json")?;
-    Some((name.to_string(), "in_progress"))
-}
-
 /// The incident's objects, grouped: `(date, id) → names after the id`.
 type Grouped = BTreeMap<(String, String), Vec<String>>;
 
 fn group(keys: &[String]) -> Grouped {
     let mut out: Grouped = BTreeMap::new();
-    for k in keys {
-        let Some(rest) = k.strip_prefix("incidents/dt=") else {
-            continue;
-        };
-        let mut parts = rest.splitn(3, '/');
-        let (Some(date), Some(id), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        out.entry((date.to_string(), id.to_string()))
-            .or_default()
-            .push(tail.to_string());
+    for o in keys.iter().filter_map(|k| layout::parse_incident_key(k)) {
+        out.entry((o.day, o.incident_id)).or_default().push(o.tail);
     }
     out
 }
@@ -251,13 +225,10 @@ fn summarise(
     let mut names: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     let mut released_by = Vec::new();
     for t in tails {
-        if let Some(r) = t
-            .strip_prefix("released/")
-            .and_then(|r| r.strip_suffix(".json"))
-        {
+        if let Some(r) = layout::parse_release_tail(t) {
             released_by.push(r.to_string());
-        } else if let Some((name, state)) = classify(t) {
-            names.entry(name).or_default().push(state);
+        } else if let Some((name, what)) = layout::parse_action_object(t) {
+            names.entry(name).or_default().push(what.state());
         }
     }
     let actions: Vec<ActionState> = name_state(&names)
@@ -333,20 +304,18 @@ impl Executor {
         let filed_from = filter
             .since
             .map(|t| (t - TimeDelta::days(1)).format("%Y-%m-%d").to_string());
-        let handled_from = filter
-            .since
-            .map(|t| Handled::day_prefix(t).trim_end_matches('/').to_string());
+        let handled_from = filter.since.map(layout::handled_from);
         let (handled, keys) = join(
-            store.list_after("handled/", handled_from),
+            store.list_after(layout::HANDLED, handled_from),
             store.list_after(
-                "incidents/",
-                filed_from.clone().map(|d| format!("incidents/dt={d}")),
+                layout::INCIDENTS,
+                filed_from.as_deref().map(layout::incidents_from),
             ),
         )
         .await;
         // Each incident's last handling in the window, and where it is filed.
         let mut last: HashMap<String, (i64, String)> = HashMap::new();
-        for k in handled?.iter().filter_map(|k| Handled::parse_key(k)) {
+        for k in handled?.iter().filter_map(|k| layout::parse_handled_key(k)) {
             let in_window =
                 DateTime::from_timestamp_millis(k.at_ms).is_some_and(|t| filter.in_window(t));
             if !in_window {
@@ -365,7 +334,7 @@ impl Executor {
             .map(|(id, (_, filed))| (filed.clone(), id.clone()))
             .collect();
         let more = stream::iter(older.into_iter().map(|(filed, id)| async move {
-            let prefix = format!("incidents/dt={filed}/{id}/");
+            let prefix = layout::incident_prefix(&filed, &id);
             Ok::<_, AwsError>(((filed, id), store.list(&prefix).await?))
         }))
         .buffer_unordered(READS_AT_ONCE)
@@ -375,7 +344,7 @@ impl Executor {
             let ((filed, id), keys) = r?;
             let tails = keys
                 .iter()
-                .filter_map(|k| k.strip_prefix(&format!("incidents/dt={filed}/{id}/")))
+                .filter_map(|k| k.strip_prefix(&layout::incident_prefix(&filed, &id)))
                 .map(str::to_string)
                 .collect::<Vec<_>>();
             if !tails.is_empty() {
@@ -387,8 +356,8 @@ impl Executor {
         let read = stream::iter(grouped.iter().map(|((date, id), tails)| {
             let (done, last) = (&done, &last);
             async move {
-                let key = format!("incidents/dt={date}/{id}/incident.json");
-                let record = if tails.iter().any(|t| t == "incident.json") {
+                let key = layout::record_key(&layout::incident_prefix(date, id));
+                let record = if tails.iter().any(|t| t == layout::RECORD_FILE) {
                     store.get_json::<Value>(&key).await?.unwrap_or_default()
                 } else {
                     Value::Null
@@ -437,7 +406,7 @@ impl Executor {
             .into_iter()
             .filter(|k| {
                 let rest = &k[prefix.len()..];
-                rest == "incident.json"
+                rest == layout::RECORD_FILE
                     || rest.starts_with("actions/")
                     || rest.starts_with("released/")
             })
@@ -456,7 +425,7 @@ impl Executor {
             let (key, body) = r?;
             let Some(body) = body else { continue };
             let rest = &key[prefix.len()..];
-            if rest == "incident.json" {
+            if rest == layout::RECORD_FILE {
                 incident = body;
             } else if rest.starts_with("actions/") {
                 if let Ok(o) = serde_json::from_value::<ActionOutcome>(body) {

@@ -10,7 +10,7 @@
 //! is handled explicitly where it can occur, never by ignoring all errors.
 
 pub mod account;
-pub mod claim;
+pub mod bucket;
 pub mod clients;
 pub mod ec2;
 pub mod error;
@@ -24,7 +24,6 @@ pub mod notify;
 pub mod outcome;
 pub mod place;
 pub mod progress;
-pub mod record;
 pub mod report;
 
 pub use clients::Clients;
