@@ -662,7 +662,8 @@ async fn isolation_never_ends_in_the_open_group() {
         "untrack, isolate ×8, back"
     );
     // Not open: the interface is where it was, not in the allow-all group.
-    let untrack = support::security_group_ids(ec2, firebreak_aws::ec2::UNTRACK_GROUP).await;
+    let untrack =
+        support::security_group_ids(ec2, firebreak_aws::actions::isolate::UNTRACK_GROUP).await;
     let now = support::eni_group_ids(ec2, &instance).await;
     assert!(
         !now.iter().any(|g| untrack.contains(g)),
@@ -690,7 +691,8 @@ async fn isolation_never_ends_in_the_open_group() {
         "{:#?}",
         shown(&again)
     );
-    let iso_group = support::security_group_ids(ec2, firebreak_aws::ec2::ISOLATION_GROUP).await;
+    let iso_group =
+        support::security_group_ids(ec2, firebreak_aws::actions::isolate::ISOLATION_GROUP).await;
     let now = support::eni_group_ids(ec2, &instance).await;
     assert!(now.iter().any(|g| iso_group.contains(g)), "{now:?}");
 }

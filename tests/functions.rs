@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_sdk_iam::types::StatusType;
-use firebreak_aws::ec2::ISOLATION_GROUP;
+use firebreak_aws::actions::isolate::ISOLATION_GROUP;
 use firebreak_e2e::support::{self, statuses};
 use firebreak_e2e::{root, seed, Emulator, Functions, Seeded};
 use serde_json::{json, Value};

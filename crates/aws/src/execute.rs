@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use tracing::{info, instrument, warn};
 
 pub use crate::account::{caller_account, HomeAnswer};
+use crate::actions::logs::Polling;
+use crate::actions::{iam, isolate, logs, nacl, notify, snapshot};
 use crate::bucket::budget::{self, Spent};
 use crate::bucket::claim::{self, Claim, Claims, Held};
 use crate::bucket::layout;
@@ -29,12 +31,10 @@ use crate::bucket::{RecordStore, Written};
 use crate::clients::Clients;
 use crate::error::AwsError;
 use crate::gate::Gate;
-use crate::logs::Polling;
 use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
 use crate::place::{Place, Places, Unreachable};
 pub use crate::progress::Progress;
 pub use crate::report::{IncidentReport, Response};
-use crate::{ec2, iam, logs, notify};
 
 /// The version tag of the incident record (see `crates/aws/schema/`).
 pub const RECORD_SCHEMA: &str = "firebreak.incident.v1";
@@ -440,7 +440,7 @@ impl Executor {
         &self,
         ids: &[String],
     ) -> Result<Vec<(String, bool, i32, IpNet)>, AwsError> {
-        ec2::all_entries(&self.clients.ec2, ids).await
+        nacl::all_entries(&self.clients.ec2, ids).await
     }
 
     async fn contain(
@@ -467,10 +467,10 @@ impl Executor {
             ActionKind::BlockIp => self.block(plan, a, plan.dry_run, gate).await,
             ActionKind::IsolateInstance => {
                 let tag = &self.cfg.protected_tag;
-                ec2::isolate_instance(&self.clients.ec2, &a.target, &i.id, tag, gate).await
+                isolate::isolate_instance(&self.clients.ec2, &a.target, &i.id, tag, gate).await
             }
             ActionKind::SnapshotVolumes => {
-                ec2::snapshot_volumes(&self.clients.ec2, &a.target, &i.id, gate).await
+                snapshot::snapshot_volumes(&self.clients.ec2, &a.target, &i.id, gate).await
             }
             ActionKind::IncreaseMonitoring => {
                 let days = a
@@ -619,7 +619,7 @@ impl Executor {
             return Ok(Step::refused(why, Vec::new()));
         }
         // Read with the claim and the budget, not after them.
-        let read = ec2::read_nacls(&self.clients.ec2, &a.params.subnets, &a.params.nacls).await?;
+        let read = nacl::read_nacls(&self.clients.ec2, &a.params.subnets, &a.params.nacls).await?;
         let nacls: Vec<String> = read
             .iter()
             .filter_map(|n| n.network_acl_id().map(str::to_string))
@@ -632,10 +632,10 @@ impl Executor {
             ));
         }
         gate.pass().await?;
-        let spec = ec2::BlockSpec {
+        let spec = nacl::BlockSpec {
             egress,
             range: self.cfg.nacl_rule_range,
-            quota: ec2::DEFAULT_QUOTA,
+            quota: nacl::DEFAULT_QUOTA,
         };
         let hours = a
             .params
@@ -645,7 +645,7 @@ impl Executor {
         let mut placed = Vec::new();
         let mut details = Vec::new();
         for (nacl, acl) in nacls.iter().zip(&read) {
-            let entries = Some(ec2::direction_entries(acl, egress));
+            let entries = Some(nacl::direction_entries(acl, egress));
             let ages = async || match &self.records {
                 Some(r) => r.block_ages(nacl, egress).await.unwrap_or_else(|e| {
                     warn!(
@@ -660,9 +660,9 @@ impl Executor {
             let (s, number, evicted) = match &self.records {
                 Some(r) => {
                     let guard = NaclGuard::new(r, nacl, egress);
-                    ec2::block_ip(ec2, nacl, cidr, spec, &guard, &ages, entries).await?
+                    nacl::block_ip(ec2, nacl, cidr, spec, &guard, &ages, entries).await?
                 }
-                None => ec2::block_ip(ec2, nacl, cidr, spec, &ec2::Alone, &ages, entries).await?,
+                None => nacl::block_ip(ec2, nacl, cidr, spec, &nacl::Alone, &ages, entries).await?,
             };
             for (rule, victim) in &evicted {
                 info!(%nacl, rule, cidr = %victim, by = %plan.incident.id, "evicted the oldest block to make room");
@@ -801,7 +801,7 @@ impl Executor {
                     .await,
                 ],
                 ActionKind::IsolateInstance => {
-                    vec![ec2::restore_instance(&here.clients.ec2, &o.prior_state).await]
+                    vec![isolate::restore_instance(&here.clients.ec2, &o.prior_state).await]
                 }
                 ActionKind::IncreaseMonitoring => vec![
                     logs::restore_retention(
@@ -903,7 +903,7 @@ impl Executor {
                     continue;
                 }
             };
-            let r = ec2::unblock(&self.clients.ec2, nacl, egress, rule, cidr).await;
+            let r = nacl::unblock(&self.clients.ec2, nacl, egress, rule, cidr).await;
             lock.release().await;
             if r.is_ok() {
                 if let Err(err) = store.forget_block(nacl, egress, rule, cidr).await {
@@ -1581,7 +1581,7 @@ impl Executor {
                 .await
             {
                 Ok(lock) => {
-                    let r = ec2::unblock(
+                    let r = nacl::unblock(
                         &here.clients.ec2,
                         &marker.network_acl_id,
                         marker.egress,

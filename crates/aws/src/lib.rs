@@ -10,17 +10,14 @@
 //! is handled explicitly where it can occur, never by ignoring all errors.
 
 pub mod account;
+pub mod actions;
 pub mod bucket;
 pub mod clients;
-pub mod ec2;
 pub mod error;
 pub mod execute;
 pub mod gate;
-pub mod iam;
 pub mod inventory;
 pub mod jitter;
-pub mod logs;
-pub mod notify;
 pub mod outcome;
 pub mod place;
 pub mod progress;

@@ -234,13 +234,15 @@ async fn temporary_credentials_revoke_the_roles_older_sessions() {
     let policy = iam
         .get_role_policy()
         .role_name("app-server-role")
-        .policy_name(firebreak_aws::iam::REVOKE_POLICY_NAME)
+        .policy_name(firebreak_aws::actions::iam::REVOKE_POLICY_NAME)
         .send()
         .await
         .unwrap();
     // IAM returns the document URL-encoded.
-    let doc: Value =
-        serde_json::from_str(&firebreak_aws::iam::decode_policy(policy.policy_document())).unwrap();
+    let doc: Value = serde_json::from_str(&firebreak_aws::actions::iam::decode_policy(
+        policy.policy_document(),
+    ))
+    .unwrap();
     let statement = &doc["Statement"][0];
     assert_eq!(statement["Effect"], "Deny");
     assert_eq!(statement["Action"], "*");
@@ -471,7 +473,10 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     // "alone" is asserted on the exact calls in tests/failures.rs.)
     let iso_group = ec2
         .describe_security_groups()
-        .filters(filter("group-name", firebreak_aws::ec2::ISOLATION_GROUP))
+        .filters(filter(
+            "group-name",
+            firebreak_aws::actions::isolate::ISOLATION_GROUP,
+        ))
         .send()
         .await
         .unwrap()
@@ -525,7 +530,7 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
 
     // Idempotent on their own, not only through the record.
     let open = firebreak_aws::gate::Gate::open();
-    let again = firebreak_aws::ec2::isolate_instance(
+    let again = firebreak_aws::actions::isolate::isolate_instance(
         ec2,
         &instance,
         &report.id,
@@ -535,9 +540,10 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     .await
     .unwrap();
     assert!(again.already, "{again:?}");
-    let again = firebreak_aws::ec2::snapshot_volumes(ec2, &instance, &report.id, &open)
-        .await
-        .unwrap();
+    let again =
+        firebreak_aws::actions::snapshot::snapshot_volumes(ec2, &instance, &report.id, &open)
+            .await
+            .unwrap();
     assert!(again.already, "{again:?}");
     assert_eq!(snapshots().await, volumes, "no second snapshot");
 
@@ -847,7 +853,7 @@ async fn an_isolation_group_that_would_not_isolate_is_never_used() {
     let fake = ec2
         .create_security_group()
         .vpc_id(&vpc)
-        .group_name(firebreak_aws::ec2::ISOLATION_GROUP)
+        .group_name(firebreak_aws::actions::isolate::ISOLATION_GROUP)
         .description("looks like Firebreak's, allows everything")
         .send()
         .await

@@ -18,9 +18,9 @@ use aws_sdk_ec2::types::{NetworkAcl, NetworkAclEntry, RuleAction};
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
 use aws_sdk_s3::config::Credentials;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
-use firebreak_aws::ec2::{block_ip, BlockSpec};
+use firebreak_aws::actions::logs::{offending_ips, Polling};
+use firebreak_aws::actions::nacl::{block_ip, BlockSpec};
 use firebreak_aws::gate::Gate;
-use firebreak_aws::logs::{offending_ips, Polling};
 use firebreak_aws::outcome::Status;
 use firebreak_aws::{Clients, Executor};
 use firebreak_core::{plan_event, ActionKind, Config};
@@ -62,7 +62,7 @@ async fn deactivate(
     iam: &aws_sdk_iam::Client,
 ) -> Result<firebreak_aws::outcome::Step, firebreak_aws::AwsError> {
     let key = "AKIAIOSFODNN7EXAMPLE";
-    firebreak_aws::iam::deactivate_access_key(iam, "ci-deployer", key, &Gate::open()).await
+    firebreak_aws::actions::iam::deactivate_access_key(iam, "ci-deployer", key, &Gate::open()).await
 }
 
 fn key(id: &str, status: StatusType) -> AccessKeyMetadata {
@@ -395,7 +395,7 @@ async fn block_9(
         "acl-0a1b2c3d4e5f60718",
         "198.51.100.9/32".parse().unwrap(),
         SPEC,
-        &firebreak_aws::ec2::Alone,
+        &firebreak_aws::actions::nacl::Alone,
         async || ages.to_vec(),
         None,
     )
@@ -405,7 +405,7 @@ async fn block_9(
 const SPEC: BlockSpec = BlockSpec {
     egress: false,
     range: (1, 90),
-    quota: firebreak_aws::ec2::DEFAULT_QUOTA,
+    quota: firebreak_aws::actions::nacl::DEFAULT_QUOTA,
 };
 
 /// A NACL at AWS's entry quota (16 foreign entries, the allow, the default
@@ -468,7 +468,7 @@ fn creates(rule: i32, cidr: &'static str) -> Rule {
 /// Another writer holds the right to delete rule 1.
 struct OneTaken;
 
-impl firebreak_aws::ec2::VictimGuard for OneTaken {
+impl firebreak_aws::actions::nacl::VictimGuard for OneTaken {
     async fn take(&self, rule: i32, _cidr: ipnet::IpNet) -> bool {
         rule != 1
     }
@@ -753,7 +753,7 @@ async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
         RuleMode::MatchAny,
         [&instances, &enis, &attr, &groups, &modify, &tags, &protect]
     );
-    let step = firebreak_aws::ec2::isolate_instance(
+    let step = firebreak_aws::actions::isolate::isolate_instance(
         &ec2,
         "i-0abc123def4567890",
         "fb-a600cce2b4010f814d5f",

@@ -201,7 +201,7 @@ async fn a_member_accounts_findings_are_contained_there_listed_and_released_back
     assert_eq!(states, vec![Some(StatusType::Inactive)]);
     assert_eq!(
         role_policies(&member.iam, "app-server-role").await,
-        vec![firebreak_aws::iam::REVOKE_POLICY_NAME.to_string()]
+        vec![firebreak_aws::actions::iam::REVOKE_POLICY_NAME.to_string()]
     );
     let denied = support::deny_entries(&member.ec2, &member_nacl, false).await;
     assert_eq!(denied.len(), 1, "{denied:?}");

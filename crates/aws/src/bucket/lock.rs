@@ -16,7 +16,7 @@ use crate::jitter::spread;
 
 /// A short exclusive lock (the same object protocol as a claim, without an
 /// outcome): the right to delete one NACL entry (see
-/// [`crate::ec2::VictimGuard`]).
+/// [`crate::actions::nacl::VictimGuard`]).
 #[derive(Debug)]
 pub struct Lock<'a> {
     store: &'a RecordStore,
@@ -117,7 +117,7 @@ async fn lock_once(
 /// seconds; a holder that died is passed over after this.
 pub const VICTIM_LOCK_SECONDS: u32 = 60;
 
-/// [`crate::ec2::VictimGuard`] through locks in the records bucket, so
+/// [`crate::actions::nacl::VictimGuard`] through locks in the records bucket, so
 /// evictors in different functions take different victims.
 #[derive(Debug)]
 pub struct NaclGuard<'a> {
@@ -139,7 +139,7 @@ impl<'a> NaclGuard<'a> {
     }
 }
 
-impl crate::ec2::VictimGuard for NaclGuard<'_> {
+impl crate::actions::nacl::VictimGuard for NaclGuard<'_> {
     async fn take(&self, rule: i32, cidr: IpNet) -> bool {
         let key = layout::victim_key(&self.nacl, self.egress, rule, cidr);
         match Lock::try_take(self.store, &key, VICTIM_LOCK_SECONDS).await {

@@ -233,7 +233,7 @@ pub async fn vpc_with_subnet(ec2: &aws_sdk_ec2::Client) -> (String, String, Stri
         .unwrap()
         .subnet_id
         .unwrap();
-    let nacls = firebreak_aws::ec2::read_nacls(ec2, std::slice::from_ref(&subnet), &[])
+    let nacls = firebreak_aws::actions::nacl::read_nacls(ec2, std::slice::from_ref(&subnet), &[])
         .await
         .unwrap();
     let nacl = nacls[0].network_acl_id().unwrap().to_string();

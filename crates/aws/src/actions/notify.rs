@@ -287,7 +287,7 @@ mod tests {
 
     fn plan() -> PlannedIncident {
         let cfg = Config::load(&BTreeMap::new(), None).unwrap();
-        let event = include_bytes!("../../../events/guardduty-leaked-key.json");
+        let event = include_bytes!("../../../../events/guardduty-leaked-key.json");
         plan_event(event, &cfg).unwrap().incidents.remove(0)
     }
 

@@ -1,0 +1,12 @@
+//! What Firebreak does to an account: each module holds one kind of change
+//! and its undo, as small async functions over an SDK client that pass the
+//! [`Gate`](crate::gate::Gate) before their first change and return the
+//! prior state (so the record can undo them). They know the gate, never
+//! the records bucket: claims, budgets and ledgers are the use cases' job.
+
+pub mod iam;
+pub mod isolate;
+pub mod logs;
+pub mod nacl;
+pub mod notify;
+pub mod snapshot;
