@@ -225,7 +225,7 @@ async fn every_event_delivered_ten_times_at_once_acts_once() {
                 a.error
                     .as_ref()
                     .and_then(|e| e.code.as_deref())
-                    .is_some_and(|c| c == firebreak_aws::execute::CLAIM_HELD)
+                    .is_some_and(|c| c == firebreak_aws::respond::CLAIM_HELD)
             })
             .map(|a| format!("{} {}: {}", a.kind.as_str(), a.target, a.detail))
             .collect();
@@ -290,7 +290,7 @@ async fn a_delivery_that_died_holding_a_claim_is_taken_over_after_the_expiry() {
     let err = deact.error.as_ref().unwrap();
     assert_eq!(
         err.code.as_deref(),
-        Some(firebreak_aws::execute::CLAIM_HELD)
+        Some(firebreak_aws::respond::CLAIM_HELD)
     );
     assert!(err.retryable, "the delivery is retried later");
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The moment an action may change the account. Its claim and its budget
 //! are decided in the records bucket (and, on a cold start, STS confirms
-//! the account: see [`crate::execute::respond_asking`]) while the action
+//! the account: see [`crate::respond::respond_asking`]) while the action
 //! reads what it needs from AWS (the key's status, the instance's
 //! interfaces, the volumes): each takes a round trip, so running them side
 //! by side saves one or more on the way to containment. Every containment function awaits

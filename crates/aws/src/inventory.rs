@@ -25,8 +25,8 @@ use crate::bucket::layout;
 use crate::bucket::ledger::BlockMarker;
 use crate::bucket::RecordStore;
 use crate::error::AwsError;
-use crate::execute::Executor;
 use crate::outcome::ActionOutcome;
+use crate::respond::Executor;
 
 /// Reads in flight at once while listing.
 const READS_AT_ONCE: usize = 16;

@@ -14,7 +14,6 @@ pub mod actions;
 pub mod bucket;
 pub mod clients;
 pub mod error;
-pub mod execute;
 pub mod gate;
 pub mod inventory;
 pub mod jitter;
@@ -22,9 +21,11 @@ pub mod outcome;
 pub mod place;
 pub mod progress;
 pub mod report;
+pub mod respond;
+pub mod undo;
 
 pub use clients::Clients;
 pub use error::AwsError;
-pub use execute::{
+pub use respond::{
     respond, respond_asking, Executor, HomeAnswer, IncidentReport, Progress, Response,
 };
