@@ -194,10 +194,35 @@ impl Seeded {
                 d["networkInterfaces"][0]["subnetId"] = self.subnet.clone().into();
                 d["networkInterfaces"][0]["vpcId"] = self.vpc.clone().into();
             }
+            // The same findings delivered by Security Hub: the same
+            // incidents, pointed at the same key and instance.
+            n if n.starts_with("securityhub-guardduty-leaked-key") => {
+                ev = replaced(&ev, &[("AKIAIOSFODNN7EXAMPLE", &self.keys[0])]);
+            }
+            n if n.starts_with("securityhub-guardduty-ssh-brute-force") => {
+                ev = replaced(
+                    &ev,
+                    &[
+                        ("i-0abc123def4567890", &self.instance),
+                        ("subnet-0123456789abcdef0", &self.subnet),
+                        ("vpc-0fedcba9876543210", &self.vpc),
+                    ],
+                );
+            }
             _ => {}
         }
         ev
     }
+}
+
+/// `ev` with every occurrence of each sample id replaced by the seeded one
+/// (an ASFF finding repeats an id in its resources, ARNs and fields).
+fn replaced(ev: &serde_json::Value, ids: &[(&str, &String)]) -> serde_json::Value {
+    let mut text = ev.to_string();
+    for (sample, seeded) in ids {
+        text = text.replace(sample, seeded);
+    }
+    serde_json::from_str(&text).unwrap()
 }
 
 /// A seeded local account for the tests that drive the executor directly:

@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::severity::{
     glob, AlarmPatternSpec, AlertTypeSpec, Rule, RuleSpec, Severity, SeverityConfig,
 };
-use crate::vocabulary::ActionKind;
+use crate::vocabulary::{ActionKind, CustomAction};
 
 /// The Logs Insights query for failed-login alarms. It follows the security
 /// event shape the applications log (`event_type`, `success`, `ip_address`).
@@ -117,6 +117,17 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "FIREBREAK_MEMBER_ACCOUNTS",
         "accounts it may act in through that role (all when unset)",
     ),
+    (
+        "FIREBREAK_SECURITYHUB_ACTIONS",
+        "Security Hub custom action names and what they do, e.g. firebreak-contain=contain,firebreak-record=record",
+    ),
+];
+
+/// The Security Hub custom actions Firebreak knows unless configured
+/// otherwise: one to contain, one to record only.
+pub const DEFAULT_SECURITYHUB_ACTIONS: [(&str, CustomAction); 2] = [
+    ("firebreak-contain", CustomAction::Contain),
+    ("firebreak-record", CustomAction::Record),
 ];
 
 /// How notices are written.
@@ -213,6 +224,10 @@ pub struct Config {
     pub member_role_name: Option<String>,
     /// The accounts it may assume that role in; empty means any.
     pub member_accounts: Vec<String>,
+    /// Security Hub custom action names (`detail.actionName`, matched
+    /// exactly) and what each asks for. A name not listed is refused, so a
+    /// new button in the console does nothing until it is given a meaning.
+    pub securityhub_actions: BTreeMap<String, CustomAction>,
     /// The blast-radius budget.
     pub budget: Budget,
     /// Seconds a claim on an action holds before another delivery may take
@@ -309,6 +324,10 @@ impl Default for Config {
             notice_format: NoticeFormat::Text,
             member_role_name: None,
             member_accounts: Vec::new(),
+            securityhub_actions: DEFAULT_SECURITYHUB_ACTIONS
+                .iter()
+                .map(|(n, a)| (n.to_string(), *a))
+                .collect(),
             budget: Budget::default(),
             claim_ttl_seconds: 120,
             claim_wait_seconds: 20,
@@ -341,6 +360,7 @@ struct PolicyFile {
     notice_format: Option<NoticeFormat>,
     member_role_name: Option<String>,
     member_accounts: Option<Vec<String>>,
+    securityhub_actions: Option<BTreeMap<String, CustomAction>>,
     budget: Option<BTreeMap<String, u32>>,
     claim_ttl_seconds: Option<u32>,
     claim_wait_seconds: Option<u32>,
@@ -463,6 +483,7 @@ impl Config {
         set(&mut self.notice_format, f.notice_format);
         self.member_role_name = f.member_role_name.or(self.member_role_name.take());
         set(&mut self.member_accounts, f.member_accounts);
+        set(&mut self.securityhub_actions, f.securityhub_actions);
         if let Some(s) = f.severity {
             set(&mut self.severity.alarm_default, s.alarm_default);
             if let Some(p) = s.alarm_patterns {
@@ -564,6 +585,9 @@ impl Config {
         if let Some(v) = get("FIREBREAK_MEMBER_ACCOUNTS") {
             self.member_accounts = list(&v);
         }
+        if let Some(v) = get("FIREBREAK_SECURITYHUB_ACTIONS") {
+            self.securityhub_actions = parse_custom_actions("FIREBREAK_SECURITYHUB_ACTIONS", &v)?;
+        }
         Ok(())
     }
 
@@ -628,6 +652,14 @@ impl Config {
                 );
             }
         }
+        for name in self.securityhub_actions.keys() {
+            if name.trim().is_empty() || name.trim() != name {
+                return bad(
+                    "securityhub_actions",
+                    format!("`{name}` is not a custom action name (empty, or spaces around it)"),
+                );
+            }
+        }
         if self.max_blocks_per_incident == 0 {
             return bad("max_blocks_per_incident", "must be at least 1".into());
         }
@@ -659,6 +691,12 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// What a Security Hub custom action of this name asks for, if it is
+    /// one Firebreak knows.
+    pub fn custom_action(&self, name: &str) -> Option<CustomAction> {
+        self.securityhub_actions.get(name).copied()
     }
 
     /// True when a user or role name matches a protected pattern.
@@ -712,6 +750,32 @@ fn parse_num<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, ConfigError
         name: name.into(),
         message: format!("`{s}` is not a whole number"),
     })
+}
+
+/// `name=meaning,…`; an empty value knows no custom action at all.
+fn parse_custom_actions(
+    setting: &str,
+    v: &str,
+) -> Result<BTreeMap<String, CustomAction>, ConfigError> {
+    list(v)
+        .iter()
+        .map(|pair| {
+            let err = |message: String| ConfigError::Value {
+                name: setting.into(),
+                message,
+            };
+            let (name, word) = pair
+                .split_once('=')
+                .ok_or_else(|| err(format!("`{pair}` is not name=contain or name=record")))?;
+            let meaning = CustomAction::parse(word).ok_or_else(|| {
+                err(format!(
+                    "`{}` is not what a custom action can do (contain or record)",
+                    word.trim()
+                ))
+            })?;
+            Ok((name.trim().to_string(), meaning))
+        })
+        .collect()
 }
 
 fn parse_range(name: &str, s: &str) -> Result<(u16, u16), ConfigError> {
@@ -785,6 +849,63 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn security_hub_custom_actions_from_defaults_file_and_env() {
+        let defaults = Config::load(&vars(&[]), None).unwrap();
+        assert_eq!(
+            defaults.custom_action("firebreak-contain"),
+            Some(CustomAction::Contain)
+        );
+        assert_eq!(
+            defaults.custom_action("firebreak-record"),
+            Some(CustomAction::Record)
+        );
+        assert_eq!(defaults.custom_action("Firebreak-Contain"), None);
+        let file = "[securityhub_actions]\n\"Isolate now\" = \"contain\"\n";
+        let cfg = Config::load(&vars(&[]), Some(("p.toml", file))).unwrap();
+        assert_eq!(
+            cfg.custom_action("Isolate now"),
+            Some(CustomAction::Contain)
+        );
+        assert_eq!(
+            cfg.custom_action("firebreak-contain"),
+            None,
+            "a file replaces the defaults"
+        );
+        let cfg = Config::load(
+            &vars(&[(
+                "FIREBREAK_SECURITYHUB_ACTIONS",
+                "sh-contain = CONTAIN, sh-note=record",
+            )]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert_eq!(cfg.securityhub_actions.len(), 2);
+        assert_eq!(cfg.custom_action("sh-note"), Some(CustomAction::Record));
+        let none = Config::load(&vars(&[("FIREBREAK_SECURITYHUB_ACTIONS", "")]), None).unwrap();
+        assert!(none.securityhub_actions.is_empty());
+        for (v, needle) in [
+            ("firebreak-contain", "not name=contain or name=record"),
+            (
+                "firebreak-contain=isolate",
+                "`isolate` is not what a custom action can do",
+            ),
+            ("=contain", "is not a custom action name"),
+        ] {
+            let err = Config::load(&vars(&[("FIREBREAK_SECURITYHUB_ACTIONS", v)]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{v}: {err}");
+        }
+        let err = Config::load(
+            &vars(&[]),
+            Some(("p.toml", "[securityhub_actions]\nx = \"delete\"\n")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown variant `delete`"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //!   payload types `AlarmDescription` as a `String`, but CloudWatch sends `null`
 //!   for an alarm without a description.
 //! * EventBridge uses `aws_lambda_events::eventbridge::EventBridgeEvent` with
-//!   our GuardDuty model as its `detail`; the same envelope may come inside SNS.
+//!   our GuardDuty model as its `detail`, or our Security Hub model
+//!   ([`crate::securityhub`]) for `aws.securityhub`; the source alone picks
+//!   the model, so nothing that parsed before parses differently. Either
+//!   envelope may come inside SNS.
 //! * Manual requests are the team's alert shape or an explicit command.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -24,12 +27,13 @@ use serde_json::{Map, Value};
 use crate::error::ParseError;
 use crate::guardduty::Finding;
 use crate::sanitize;
+pub use crate::securityhub::SecurityHubEvent;
 
 /// The largest event Firebreak reads (SNS caps messages at 256 KiB and
 /// EventBridge events at 256 KiB; 1 MiB leaves room for wrapping).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
-const EXPECTED: &str = "an SNS event (`Records`), an EventBridge GuardDuty event (`source`, `detail-type`, `detail`), a GuardDuty finding (`schemaVersion`, `type`, `service`), a manual alert (`alert_type`) or a responder command (`command`)";
+const EXPECTED: &str = "an SNS event (`Records`), an EventBridge GuardDuty or Security Hub event (`source`, `detail-type`, `detail`), a GuardDuty finding (`schemaVersion`, `type`, `service`), a manual alert (`alert_type`) or a responder command (`command`)";
 
 /// One parsed input event.
 #[derive(Debug, Clone)]
@@ -38,6 +42,9 @@ pub enum Event {
     Sns(Vec<SnsItem>),
     /// A GuardDuty finding from EventBridge (or bare, as the console exports it).
     GuardDuty(Box<GuardDutyEvent>),
+    /// Security Hub findings from EventBridge, imported or sent by a
+    /// responder's custom action.
+    SecurityHub(Box<SecurityHubEvent>),
     /// A request from a human responder.
     Manual(Box<ManualRequest>),
 }
@@ -60,6 +67,14 @@ pub enum SnsBody {
     Alarm(Box<Alarm>),
     /// A GuardDuty finding forwarded through SNS.
     GuardDuty(Box<GuardDutyEvent>),
+    /// A Security Hub event forwarded through SNS.
+    SecurityHub(Box<SecurityHubEvent>),
+}
+
+/// What an EventBridge envelope carried.
+enum EventBridgeBody {
+    GuardDuty(Box<GuardDutyEvent>),
+    SecurityHub(Box<SecurityHubEvent>),
 }
 
 /// A GuardDuty finding and what its envelope said.
@@ -336,7 +351,9 @@ fn describe(value: &Value) -> String {
     }
 }
 
-fn typed<T: DeserializeOwned>(
+/// Deserialises `value` into `T`; a refusal names `context` and the JSON
+/// path of the field (under `prefix`).
+pub(crate) fn typed<T: DeserializeOwned>(
     value: Value,
     context: &'static str,
     prefix: &str,
@@ -367,7 +384,10 @@ fn parse_value(value: Value) -> Result<Event, ParseError> {
         return parse_sns(value);
     }
     if is_eventbridge(obj) {
-        return parse_eventbridge(value).map(|g| Event::GuardDuty(Box::new(g)));
+        return parse_eventbridge(value).map(|body| match body {
+            EventBridgeBody::GuardDuty(g) => Event::GuardDuty(g),
+            EventBridgeBody::SecurityHub(s) => Event::SecurityHub(s),
+        });
     }
     if is_bare_finding(obj) {
         let finding = parse_finding(value, "")?;
@@ -421,7 +441,7 @@ fn parse_sns(value: Value) -> Result<Event, ParseError> {
 }
 
 fn parse_sns_message(message: &str) -> Result<SnsBody, ParseError> {
-    const EXPECTED_MESSAGE: &str = "a CloudWatch alarm notification (`AlarmName`, `NewStateValue`, …) or a GuardDuty EventBridge event in the SNS `Message`";
+    const EXPECTED_MESSAGE: &str = "a CloudWatch alarm notification (`AlarmName`, `NewStateValue`, …) or a GuardDuty or Security Hub EventBridge event in the SNS `Message`";
     let value = parse_json(message).map_err(|e| match e {
         ParseError::Json {
             line,
@@ -450,7 +470,10 @@ fn parse_sns_message(message: &str) -> Result<SnsBody, ParseError> {
         return Ok(SnsBody::Alarm(Box::new(alarm)));
     }
     if is_eventbridge(obj) {
-        return parse_eventbridge(value).map(|g| SnsBody::GuardDuty(Box::new(g)));
+        return parse_eventbridge(value).map(|body| match body {
+            EventBridgeBody::GuardDuty(g) => SnsBody::GuardDuty(g),
+            EventBridgeBody::SecurityHub(s) => SnsBody::SecurityHub(s),
+        });
     }
     if is_bare_finding(obj) {
         let finding = parse_finding(value, "Sns.Message")?;
@@ -490,20 +513,24 @@ fn validate_alarm(alarm: &Alarm) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn parse_eventbridge(value: Value) -> Result<GuardDutyEvent, ParseError> {
-    // Look at source and detail-type before the detail, so a non-GuardDuty
-    // event is named as such rather than as a broken finding.
+fn parse_eventbridge(value: Value) -> Result<EventBridgeBody, ParseError> {
+    // Look at source and detail-type before the detail, so an event of
+    // another kind is named as such rather than as a broken finding.
     let source = value
         .get("source")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    if source == "aws.securityhub" {
+        return crate::securityhub::parse_event(value)
+            .map(|s| EventBridgeBody::SecurityHub(Box::new(s)));
+    }
     let detail_type = value
         .get("detail-type")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if source != "aws.guardduty" || detail_type != "GuardDuty Finding" {
         return Err(ParseError::UnknownShape {
-            expected: "an EventBridge event with source `aws.guardduty` and detail-type `GuardDuty Finding`",
+            expected: "an EventBridge event with source `aws.guardduty` and detail-type `GuardDuty Finding`, or source `aws.securityhub` and detail-type `Security Hub Findings - Imported` or `Security Hub Findings - Custom Action`",
             found: format!(
                 "source `{}`, detail-type `{}`",
                 sanitize::clean(source, 60),
@@ -513,10 +540,10 @@ fn parse_eventbridge(value: Value) -> Result<GuardDutyEvent, ParseError> {
     }
     let event: EventBridgeEvent<Value> = typed(value, "EventBridge event", "")?;
     let finding = parse_finding(event.detail, "detail")?;
-    Ok(GuardDutyEvent {
+    Ok(EventBridgeBody::GuardDuty(Box::new(GuardDutyEvent {
         event_id: event.id.map(|i| sanitize::name(&i)),
         finding,
-    })
+    })))
 }
 
 fn parse_finding(value: Value, prefix: &str) -> Result<Finding, ParseError> {

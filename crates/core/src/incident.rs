@@ -4,7 +4,16 @@
 //! a GuardDuty finding is (account, region, finding id), so a redelivery, the
 //! same finding through SNS, or GuardDuty's own re-send of a recurring finding
 //! all give the same id; an alarm is (alarm ARN, state change time, new state);
-//! a manual request is the hash of its canonical content.
+//! a manual request is the hash of its canonical content. A GuardDuty
+//! finding that Security Hub delivers is the same (account, region, finding
+//! id), so it is the same incident whichever path brings it first; another
+//! product's Security Hub finding is (product ARN, finding id).
+//!
+//! GuardDuty findings are read in `incident/guardduty.rs`, Security Hub events in
+//! `incident/securityhub.rs`; alarms and a responder's requests here.
+
+mod guardduty;
+mod securityhub;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -15,14 +24,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::ParseError;
-use crate::event::{
-    Alarm, Command, CommandOp, Event, GuardDutyEvent, ManualAlert, ManualRequest, SnsBody,
-};
-use crate::guardduty::{Finding, RemoteIpDetails};
+use crate::event::{Alarm, Command, CommandOp, Event, ManualAlert, ManualRequest, SnsBody};
+use crate::guardduty::RemoteIpDetails;
 use crate::ids;
 use crate::sanitize;
 use crate::severity::{Facts, Severity};
-pub use crate::vocabulary::{Direction, Source};
+pub use crate::vocabulary::{CustomAction, Direction, Source};
 
 /// How the remote address reached the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -196,6 +203,17 @@ pub struct Evidence {
     /// SNS message id and record index, when delivered by SNS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sns_message_id: Option<String>,
+    /// The ASFF `Id` of the Security Hub finding (for GuardDuty's, the
+    /// finding ARN): with the product ARN, what names the finding to
+    /// Security Hub's `BatchUpdateFindings`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub securityhub_finding_id: Option<String>,
+    /// The ASFF `ProductArn` of the Security Hub finding.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub securityhub_product_arn: Option<String>,
+    /// The name of the Security Hub custom action a responder chose.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub securityhub_custom_action: Option<String>,
     /// Things in the signal that were malformed and therefore not used.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub notes: Vec<String>,
@@ -230,17 +248,27 @@ pub struct Incident {
     /// The explicit command, for responder commands.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandOp>,
+    /// What a responder asked for with a Security Hub custom action (its
+    /// name is in the evidence): `record` changes nothing; `contain` runs
+    /// the finding's own playbook, for other products' findings only as
+    /// far as isolating an instance the finding names.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub requested: Option<CustomAction>,
     /// What the signal said.
     pub evidence: Evidence,
     /// SHA-256 of the whole input event.
     pub input_sha256: String,
 }
 
-/// A signal that is deliberately not an incident (an alarm back to OK).
+/// A signal that is deliberately not an incident (an alarm back to OK, a
+/// Security Hub finding a responder closed, a duplicate).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ignored {
-    /// SNS record index.
+    /// SNS record index (0 for an event that came without SNS).
     pub record: usize,
+    /// Index of the finding in a Security Hub event.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub finding: Option<usize>,
     /// Why.
     pub reason: String,
 }
@@ -252,57 +280,107 @@ pub fn from_event(
     cfg: &Config,
 ) -> Result<(Vec<Incident>, Vec<Ignored>), ParseError> {
     let input_sha256 = hex(&Sha256::digest(input));
-    let mut incidents = Vec::new();
-    let mut ignored = Vec::new();
+    let mut signals = Signals::default();
     match event {
         Event::Sns(items) => {
-            let mut first_record = BTreeMap::new();
             for item in items {
-                let mut incident = match &item.body {
-                    SnsBody::Alarm(alarm) => {
-                        if alarm.new_state_value != "ALARM" {
-                            ignored.push(Ignored {
-                                record: item.index,
-                                reason: format!(
-                                    "alarm `{}` changed to {}: not an incident to contain",
-                                    sanitize::name(&alarm.alarm_name),
-                                    sanitize::clean(&alarm.new_state_value, 20)
-                                ),
-                            });
-                            continue;
-                        }
-                        from_alarm(alarm, cfg)
-                    }
-                    SnsBody::GuardDuty(g) => from_guardduty(g, cfg),
-                };
-                // The same signal twice in one delivery (a re-publish, a
-                // fan-in of two subscriptions) is one incident.
-                if let Some(first) = first_record.get(&incident.id) {
-                    ignored.push(Ignored {
-                        record: item.index,
-                        reason: format!(
-                            "the same signal as record {first}: incident {} is handled once",
-                            incident.id
-                        ),
-                    });
-                    continue;
-                }
-                first_record.insert(incident.id.clone(), item.index);
-                incident.evidence.sns_message_id =
+                signals.record = Some(item.index);
+                signals.sns_message_id =
                     Some(format!("{} (record {})", item.message_id, item.index));
-                incidents.push(incident);
+                match &item.body {
+                    SnsBody::Alarm(alarm) if alarm.new_state_value != "ALARM" => {
+                        signals.ignore(
+                            None,
+                            format!(
+                                "alarm `{}` changed to {}: not an incident to contain",
+                                sanitize::name(&alarm.alarm_name),
+                                sanitize::clean(&alarm.new_state_value, 20)
+                            ),
+                        );
+                    }
+                    SnsBody::Alarm(alarm) => signals.add(None, from_alarm(alarm, cfg)),
+                    SnsBody::GuardDuty(g) => {
+                        signals.add(None, guardduty::from_guardduty(&g.finding, cfg))
+                    }
+                    SnsBody::SecurityHub(s) => {
+                        securityhub::collect(s, cfg, &mut signals).map_err(|e| {
+                            ParseError::Record {
+                                index: item.index,
+                                source: Box::new(e),
+                            }
+                        })?
+                    }
+                }
             }
         }
-        Event::GuardDuty(g) => incidents.push(from_guardduty(g, cfg)),
+        Event::GuardDuty(g) => signals.add(None, guardduty::from_guardduty(&g.finding, cfg)),
+        Event::SecurityHub(s) => securityhub::collect(s, cfg, &mut signals)?,
         Event::Manual(request) => match request.as_ref() {
-            ManualRequest::Alert(a) => incidents.push(from_alert(a, cfg)?),
-            ManualRequest::Command(c) => incidents.push(from_command(c)?),
+            ManualRequest::Alert(a) => signals.add(None, from_alert(a, cfg)?),
+            ManualRequest::Command(c) => signals.add(None, from_command(c)?),
         },
     }
+    let Signals {
+        mut incidents,
+        ignored,
+        ..
+    } = signals;
     for i in &mut incidents {
         i.input_sha256.clone_from(&input_sha256);
     }
     Ok((incidents, ignored))
+}
+
+/// The incidents of one event as they are found, and the signals set
+/// aside. The same signal twice in one delivery (a re-publish, a fan-in of
+/// two subscriptions, a finding listed twice) is one incident.
+#[derive(Default)]
+struct Signals {
+    /// The SNS record being read, if the event came through SNS.
+    record: Option<usize>,
+    /// Its message id and index, for the evidence.
+    sns_message_id: Option<String>,
+    incidents: Vec<Incident>,
+    ignored: Vec<Ignored>,
+    /// Where each incident id was first seen: (record, finding).
+    first: BTreeMap<String, (Option<usize>, Option<usize>)>,
+}
+
+impl Signals {
+    /// Adds an incident, found in finding `finding` of the current record.
+    fn add(&mut self, finding: Option<usize>, mut incident: Incident) {
+        if let Some(&first) = self.first.get(&incident.id) {
+            let reason = format!(
+                "the same signal as {}: incident {} is handled once",
+                origin_words(first),
+                incident.id
+            );
+            self.ignore(finding, reason);
+            return;
+        }
+        self.first
+            .insert(incident.id.clone(), (self.record, finding));
+        incident.evidence.sns_message_id = self.sns_message_id.clone();
+        self.incidents.push(incident);
+    }
+
+    /// Sets a signal of the current record aside, with why.
+    fn ignore(&mut self, finding: Option<usize>, reason: String) {
+        self.ignored.push(Ignored {
+            record: self.record.unwrap_or(0),
+            finding,
+            reason,
+        });
+    }
+}
+
+fn origin_words(origin: (Option<usize>, Option<usize>)) -> String {
+    match origin {
+        (Some(r), None) => format!("record {r}"),
+        (Some(r), Some(f)) => format!("record {r}, finding {f}"),
+        (None, Some(f)) => format!("finding {f}"),
+        (None, None) => "an earlier signal".into(),
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -347,6 +425,7 @@ fn new_incident(
         observed_at: None,
         subjects: Subjects::default(),
         command: None,
+        requested: None,
         evidence: Evidence::default(),
         input_sha256: String::new(),
     }
@@ -387,177 +466,6 @@ fn opt_text(s: &Option<String>) -> Option<String> {
     s.as_deref()
         .filter(|s| !s.trim().is_empty())
         .map(sanitize::text)
-}
-
-fn from_guardduty(event: &GuardDutyEvent, cfg: &Config) -> Incident {
-    let f: &Finding = &event.finding;
-    let key = format!("guardduty:{}:{}:{}", f.account_id, f.region, f.id);
-    let mut i = new_incident(
-        key,
-        Source::Guardduty,
-        sanitize::name(&f.finding_type),
-        Severity::from_guardduty(f.severity),
-    );
-    i.account = Some(sanitize::name(&f.account_id));
-    i.region = Some(sanitize::name(&f.region));
-    i.observed_at = f.updated_at.as_deref().map(normalise_time);
-    let svc = &f.service;
-    i.sample = svc
-        .additional_info
-        .as_ref()
-        .and_then(|a| a.sample)
-        .unwrap_or(false);
-
-    let mut addresses = Addresses::default();
-    let mut ev = Evidence {
-        title: opt_text(&f.title),
-        description: opt_text(&f.description),
-        finding_id: Some(sanitize::name(&f.id)),
-        finding_arn: opt_name(&f.arn),
-        finding_severity: Some(f.severity),
-        resource_role: opt_name(&svc.resource_role),
-        count: svc.count,
-        first_seen: opt_name(&svc.event_first_seen),
-        last_seen: opt_name(&svc.event_last_seen),
-        ..Evidence::default()
-    };
-    if let Some(action) = &svc.action {
-        ev.action_type = opt_name(&action.action_type);
-        if let Some(n) = &action.network_connection_action {
-            let dir = match n
-                .connection_direction
-                .as_deref()
-                .map(str::to_ascii_uppercase)
-                .as_deref()
-            {
-                Some("INBOUND") => Direction::Inbound,
-                Some("OUTBOUND") => Direction::Outbound,
-                _ => Direction::Unknown,
-            };
-            addresses.add(
-                n.remote_ip_details.as_ref(),
-                (dir, Via::Network),
-                "networkConnectionAction",
-                &mut ev.notes,
-            );
-        }
-        if let Some(a) = &action.aws_api_call_action {
-            addresses.add(
-                a.remote_ip_details.as_ref(),
-                (Direction::Inbound, Via::Api),
-                "awsApiCallAction",
-                &mut ev.notes,
-            );
-            ev.api = opt_name(&a.api);
-            ev.user_agent = opt_text(&a.user_agent);
-        }
-        if let Some(p) = &action.port_probe_action {
-            for d in &p.port_probe_details {
-                addresses.add(
-                    d.remote_ip_details.as_ref(),
-                    (Direction::Inbound, Via::Network),
-                    "portProbeAction",
-                    &mut ev.notes,
-                );
-            }
-        }
-        if let Some(k) = &action.kubernetes_api_call_action {
-            addresses.add(
-                k.remote_ip_details.as_ref(),
-                (Direction::Inbound, Via::Api),
-                "kubernetesApiCallAction",
-                &mut ev.notes,
-            );
-            ev.user_agent = ev.user_agent.take().or_else(|| opt_text(&k.user_agent));
-        }
-        if let Some(r) = &action.rds_login_attempt_action {
-            addresses.add(
-                r.remote_ip_details.as_ref(),
-                (Direction::Inbound, Via::Network),
-                "rdsLoginAttemptAction",
-                &mut ev.notes,
-            );
-        }
-        if let Some(d) = &action.dns_request_action {
-            ev.domain = opt_text(&d.domain);
-        }
-    }
-    i.subjects.addresses = addresses.list;
-
-    let res = &f.resource;
-    if let Some(k) = &res.access_key_details {
-        if let Some(id) = opt_name(&k.access_key_id) {
-            let user_type = opt_name(&k.user_type);
-            let user_name = opt_name(&k.user_name);
-            if matches!(user_type.as_deref(), Some("AssumedRole" | "Role"))
-                || ids::is_temporary_key(&id)
-            {
-                i.subjects.role = user_name
-                    .clone()
-                    .filter(|_| !matches!(user_type.as_deref(), Some("Root")));
-            }
-            i.subjects.access_key = Some(AccessKey {
-                id,
-                user_name,
-                user_type,
-                principal_id: opt_name(&k.principal_id),
-            });
-        }
-    }
-    if let Some(d) = &res.instance_details {
-        if let Some(id) = opt_name(&d.instance_id) {
-            let enis: Vec<Eni> = d
-                .network_interfaces
-                .iter()
-                .map(|n| Eni {
-                    id: opt_name(&n.network_interface_id),
-                    subnet: opt_name(&n.subnet_id),
-                    vpc: opt_name(&n.vpc_id),
-                    security_groups: n
-                        .security_groups
-                        .iter()
-                        .filter_map(|g| opt_name(&g.group_id))
-                        .collect(),
-                })
-                .collect();
-            let subnets = unique(enis.iter().filter_map(|e| e.subnet.clone()));
-            let vpcs = unique(enis.iter().filter_map(|e| e.vpc.clone()));
-            let tags = d
-                .tags
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        sanitize::name(t.key.as_deref()?),
-                        sanitize::name(t.value.as_deref().unwrap_or("")),
-                    ))
-                })
-                .collect();
-            i.subjects.instance = Some(Instance {
-                id,
-                subnets,
-                vpcs,
-                enis,
-                tags,
-            });
-        }
-    }
-    i.subjects.resource_arn = res
-        .s3_bucket_details
-        .iter()
-        .find_map(|b| opt_name(&b.arn))
-        .or_else(|| {
-            res.eks_cluster_details
-                .as_ref()
-                .and_then(|e| opt_name(&e.arn))
-        })
-        .or_else(|| {
-            res.rds_db_instance_details
-                .as_ref()
-                .and_then(|r| opt_name(&r.db_instance_arn))
-        });
-    i.evidence = ev;
-    let role = i.evidence.resource_role.clone();
-    adjust(i, cfg, role.as_deref())
 }
 
 #[derive(Default)]

@@ -7,7 +7,9 @@
 //! an event without touching an account.
 //!
 //! The flow is [`event::parse`] (one of the known envelopes, typed, never
-//! panicking) → [`incident::from_event`] (one normalised [`Incident`] per
+//! panicking: CloudWatch alarms and GuardDuty findings through SNS or
+//! EventBridge, Security Hub findings, a responder's requests) →
+//! [`incident::from_event`] (one normalised [`Incident`] per
 //! signal, with a deterministic id and its severity) → [`policy::plan`] (the
 //! playbook for that severity, filtered by the safety envelope). Refused
 //! actions stay in the plan as `skipped` with their reason.
@@ -24,12 +26,13 @@ pub mod ids;
 pub mod incident;
 pub mod policy;
 pub mod sanitize;
+pub mod securityhub;
 pub mod severity;
 pub mod vocabulary;
 
 pub use config::Config;
 pub use error::{ConfigError, ParseError};
-pub use incident::{Direction, Incident, Source};
+pub use incident::{CustomAction, Direction, Incident, Source};
 pub use policy::{Action, ActionKind, PlanSet, PlanStatus, PlannedIncident};
 pub use severity::Severity;
 

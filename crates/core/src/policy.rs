@@ -6,6 +6,19 @@
 //! responder sees what Firebreak would have done and why it did not. The same
 //! checks ([`check_block`], [`check_principal`]) run again in the executor
 //! right before each AWS call.
+//!
+//! Security Hub findings go through the same playbooks. GuardDuty's own
+//! findings are GuardDuty incidents whichever way they come. Other
+//! products' findings (Inspector's vulnerabilities, Config's and Security
+//! Hub's control failures, Macie, partners) describe exposure, not an
+//! attacker at work, and no other product's word is trusted to block an
+//! address or disable a credential: delivered automatically they are
+//! recorded and notified only. When a responder asks with a custom action
+//! mapped to `contain`, the finding's own playbook runs at its own
+//! severity, but only the actions whose subject the finding names
+//! precisely: isolating (and snapshotting) an instance named in
+//! `Resources[]`, never a block, a credential change or monitoring. A
+//! custom action mapped to `record` changes nothing, for any product.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -15,9 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::event::CommandOp;
 use crate::ids;
-use crate::incident::{Address, Direction, Eni, Ignored, Incident, Source, Via, Window};
+use crate::incident::{Address, Direction, Ignored, Incident, Source, Via, Window};
 use crate::severity::Severity;
 pub use crate::vocabulary::ActionKind;
+use crate::vocabulary::CustomAction;
 
 /// Whether an action will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,9 +71,6 @@ pub struct ActionParams {
     /// The key's user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
-    /// The instance's ENIs as the signal described them.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub enis: Vec<Eni>,
     /// Log groups to query or keep longer.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub log_groups: Vec<String>,
@@ -147,6 +158,9 @@ impl Planner<'_> {
         // the reason that matters most, so it wins over any per-action one.
         let (status, reason) = match (verdict, &self.hold) {
             (_, Some(hold)) if kind.is_containment() => (PlanStatus::Skipped, hold.clone()),
+            (Ok(_), _) if kind.is_containment() && out_of_scope(self.incident, kind) => {
+                (PlanStatus::Skipped, scope_reason(self.incident))
+            }
             (Ok(why), _) => (PlanStatus::Planned, why),
             (Err(why), _) => (PlanStatus::Skipped, why),
         };
@@ -264,10 +278,48 @@ pub fn plan_found_blocks(plan: &PlannedIncident, found: &[IpAddr], cfg: &Config)
     actions
 }
 
+/// The product of a Security Hub finding, in the words of its product ARN
+/// (`aws/inspector`), for reasons a responder reads.
+fn product(i: &Incident) -> String {
+    i.evidence
+        .securityhub_product_arn
+        .as_deref()
+        .and_then(|a| a.split_once("product/"))
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_else(|| "another product's".into())
+}
+
+/// True when a responder's `contain` on another product's finding does
+/// not reach this kind of action: only an instance the finding names is
+/// isolated (and its volumes kept).
+fn out_of_scope(i: &Incident, kind: ActionKind) -> bool {
+    i.source == Source::SecurityHub
+        && !matches!(
+            kind,
+            ActionKind::IsolateInstance | ActionKind::SnapshotVolumes
+        )
+}
+
+fn scope_reason(i: &Incident) -> String {
+    format!(
+        "a responder asked to contain this {} finding: Firebreak acts on another product's finding only by isolating an instance it names; blocks, credential and monitoring changes need GuardDuty's evidence or a responder command",
+        product(i)
+    )
+}
+
 /// Why the whole incident may change nothing, if it may not.
 fn hold_reason(i: &Incident) -> Option<String> {
     if i.sample {
-        return Some("GuardDuty sample finding: record and notify only".into());
+        return Some(match i.source {
+            Source::SecurityHub => "Security Hub sample finding: record and notify only".into(),
+            _ => "GuardDuty sample finding: record and notify only".into(),
+        });
+    }
+    if i.requested == Some(CustomAction::Record) {
+        return Some(format!(
+            "a responder asked to record only (Security Hub custom action `{}`): record and notify, change nothing",
+            i.evidence.securityhub_custom_action.as_deref().unwrap_or("?")
+        ));
     }
     let mut identifiers: Vec<&str> = Vec::new();
     identifiers.extend(i.evidence.finding_id.as_deref());
@@ -300,6 +352,12 @@ fn hold_reason(i: &Incident) -> Option<String> {
     }
     if i.source == Source::CloudwatchAlarm && i.region.is_none() {
         return Some("the alarm names no region Firebreak knows: record and notify only".into());
+    }
+    if i.source == Source::SecurityHub && i.requested != Some(CustomAction::Contain) {
+        return Some(format!(
+            "{} finding through Security Hub: Firebreak contains another product's finding only when a responder asks (a custom action mapped to `contain`); record and notify only",
+            product(i)
+        ));
     }
     None
 }
@@ -558,17 +616,15 @@ fn plan_instance(p: &mut Planner<'_>) {
     } else {
         Ok(())
     };
-    let params = ActionParams {
-        enis: inst.enis.clone(),
-        ..ActionParams::default()
-    };
+    // The executor reads the instance's interfaces live when it isolates
+    // it; what the signal said of them is in the incident's subjects.
     p.push(
         ActionKind::IsolateInstance,
         inst.id.clone(),
         verdict
             .clone()
             .map(|()| "swap to an isolation group, tag, termination protection".into()),
-        params,
+        ActionParams::default(),
     );
     p.push(
         ActionKind::SnapshotVolumes,

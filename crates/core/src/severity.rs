@@ -5,6 +5,11 @@
 //!   level ≥ 9 → CRITICAL; `DATA_EXFILTRATION`, `SYSTEM_COMPROMISE` or ≥ 7 →
 //!   HIGH; `SUSPICIOUS_ACTIVITY`, `FAILED_LOGIN` or ≥ 5 → MEDIUM; else LOW.
 //! * CloudWatch alarms are classified by name patterns (first match wins).
+//! * Security Hub findings of other products use their `Severity.Label`
+//!   (INFORMATIONAL and LOW → LOW, MEDIUM, HIGH, CRITICAL), else the
+//!   deprecated `Normalized` score in Security Hub's bands (0–39 LOW,
+//!   40–69 MEDIUM, 70–89 HIGH, 90–100 CRITICAL). GuardDuty's findings
+//!   through Security Hub keep GuardDuty's own score and bands.
 //!
 //! Adjustments (`[[severity.rules]]` in the policy file) then raise, lower or
 //! set the class by finding type, direction, resource role, tags or source.
@@ -47,6 +52,21 @@ impl Severity {
         } else if score >= 7.0 {
             Severity::High
         } else if score >= 4.0 {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+
+    /// Security Hub's documented bands for the deprecated `Normalized`
+    /// score: 0 INFORMATIONAL and 1–39 LOW (both LOW here), 40–69 MEDIUM,
+    /// 70–89 HIGH, 90–100 CRITICAL.
+    pub fn from_normalized(score: i64) -> Severity {
+        if score >= 90 {
+            Severity::Critical
+        } else if score >= 70 {
+            Severity::High
+        } else if score >= 40 {
             Severity::Medium
         } else {
             Severity::Low
@@ -114,7 +134,9 @@ pub struct AlertTypeSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
-    /// `guardduty`, `cloudwatch_alarm` or `manual`.
+    /// `guardduty` (native, or through Security Hub), `securityhub` (other
+    /// products' findings through Security Hub), `cloudwatch_alarm` or
+    /// `manual`.
     #[serde(default)]
     pub source: Option<Source>,
     /// Glob over the incident type (finding type, alert type).
@@ -368,6 +390,41 @@ mod tests {
         ] {
             assert_eq!(Severity::from_guardduty(score), want, "score {score}");
         }
+    }
+
+    #[test]
+    fn security_hub_bands() {
+        for (score, want) in [
+            (0, Severity::Low),
+            (39, Severity::Low),
+            (40, Severity::Medium),
+            (69, Severity::Medium),
+            (70, Severity::High),
+            (89, Severity::High),
+            (90, Severity::Critical),
+            (100, Severity::Critical),
+        ] {
+            assert_eq!(Severity::from_normalized(score), want, "score {score}");
+        }
+    }
+
+    #[test]
+    fn a_rule_can_name_the_securityhub_source() {
+        let file = "source = \"securityhub\"\nfinding_type = \"Software and Configuration Checks/*\"\nlower = 1\n";
+        let spec: RuleSpec = toml::from_str(file).unwrap();
+        assert_eq!(spec.source, Some(Source::SecurityHub));
+        let mut c = SeverityConfig::defaults();
+        c.rules = vec![Rule::new(spec, 0).unwrap()];
+        let mut facts = Facts {
+            source: Source::SecurityHub,
+            incident_type: "Software and Configuration Checks/Vulnerabilities/CVE",
+            directions: &[],
+            resource_role: None,
+            tags: &[],
+        };
+        assert_eq!(c.adjust(Severity::High, &facts), Severity::Medium);
+        facts.source = Source::Guardduty;
+        assert_eq!(c.adjust(Severity::High, &facts), Severity::High);
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub enum Source {
     CloudwatchAlarm,
     /// A human responder.
     Manual,
+    /// A finding of another product (Inspector, Macie, Config, Security
+    /// Hub's own controls, a partner) delivered by Security Hub. GuardDuty's
+    /// findings through Security Hub are [`Source::Guardduty`]: the same
+    /// incident as the native finding.
+    #[serde(rename = "securityhub")]
+    SecurityHub,
 }
 
 impl Source {
@@ -24,7 +30,46 @@ impl Source {
             Source::Guardduty => "guardduty",
             Source::CloudwatchAlarm => "cloudwatch_alarm",
             Source::Manual => "manual",
+            Source::SecurityHub => "securityhub",
         }
+    }
+}
+
+/// What a Security Hub custom action (a responder's button in the Security
+/// Hub console) asks Firebreak to do; which action name means which is
+/// configured (`FIREBREAK_SECURITYHUB_ACTIONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomAction {
+    /// Run the finding's own playbook at its own severity. A button press
+    /// is a responder's go-ahead, not a new severity: it neither raises
+    /// nor lowers the class, so a GuardDuty finding plans exactly as its
+    /// imported delivery did (the same incident, with one plan and one
+    /// record). For other products' findings it allows only the isolation
+    /// of an instance the finding names (see [`crate::policy`]); anything
+    /// further is a responder command.
+    Contain,
+    /// Record and notify only; change nothing.
+    Record,
+}
+
+impl CustomAction {
+    /// Every meaning, in the order error messages list them.
+    pub const ALL: [CustomAction; 2] = [CustomAction::Contain, CustomAction::Record];
+
+    /// The name used in configuration and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomAction::Contain => "contain",
+            CustomAction::Record => "record",
+        }
+    }
+
+    /// The meaning a configured word names, in any case.
+    pub fn parse(word: &str) -> Option<CustomAction> {
+        CustomAction::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(word.trim()))
     }
 }
 

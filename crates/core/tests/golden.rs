@@ -236,6 +236,26 @@ fn bad_inputs_are_refused_with_what_was_expected() {
         ),
         ("other-eventbridge-source.json", "source `aws.ec2`"),
         ("not-utf8.json", "not UTF-8"),
+        (
+            "securityhub-severity-wrong-type.json",
+            "Security Hub finding: at `detail.findings[0].Severity.Label`: invalid type: integer `8`",
+        ),
+        (
+            "securityhub-empty-findings.json",
+            "Security Hub finding: `detail.findings` is empty",
+        ),
+        (
+            "securityhub-insight-results.json",
+            "detail-type `Security Hub Insight Results`",
+        ),
+        (
+            "securityhub-unknown-custom-action.json",
+            "Security Hub custom action: `detail.actionName` is `Send to Jira`: expected one of firebreak-contain, firebreak-record",
+        ),
+        (
+            "securityhub-guardduty-score-out-of-range.json",
+            "at `detail.findings[0].Severity.Product`: is 80: expected GuardDuty's score from 0 to 10",
+        ),
     ];
     let dir = events_dir().join("invalid");
     let mut seen = 0;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use firebreak_core::policy::{check_block, reserved_range};
-use firebreak_core::{plan_event, ActionKind, Config, PlanSet, PlanStatus};
+use firebreak_core::{plan_event, ActionKind, Config, CustomAction, PlanSet, PlanStatus, Source};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -88,6 +88,30 @@ fn assert_envelope(plan: &PlanSet, cfg: &Config) {
                 _ => {}
             }
         }
+        // Another product's Security Hub finding changes something only
+        // when a responder asked, and then only an instance it names.
+        if i.source == Source::SecurityHub {
+            for a in planned.iter().filter(|a| a.kind.is_containment()) {
+                assert_eq!(
+                    i.requested,
+                    Some(CustomAction::Contain),
+                    "another product's finding contained unasked: {a:?}"
+                );
+                assert!(
+                    matches!(
+                        a.kind,
+                        ActionKind::IsolateInstance | ActionKind::SnapshotVolumes
+                    ),
+                    "another product's finding plans {a:?}"
+                );
+            }
+        }
+        if i.requested == Some(CustomAction::Record) {
+            assert!(
+                planned.iter().all(|a| !a.kind.is_containment()),
+                "a record-only custom action plans a change: {planned:?}"
+            );
+        }
         let blocks = planned
             .iter()
             .filter(|a| a.kind == ActionKind::BlockIp)
@@ -152,6 +176,10 @@ fn arb_json() -> impl Strategy<Value = Value> {
                     Just("severity".to_string()),
                     Just("ipAddressV4".to_string()),
                     Just("command".to_string()),
+                    Just("findings".to_string()),
+                    Just("Severity".to_string()),
+                    Just("ProductFields".to_string()),
+                    Just("Resources".to_string()),
                 ],
                 inner,
                 0..6
@@ -159,6 +187,45 @@ fn arb_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+fn product_field_key() -> impl Strategy<Value = String> {
+    let action = prop_oneof![
+        Just("networkConnectionAction"),
+        Just("awsApiCallAction"),
+        Just("kubernetesApiCallAction"),
+        Just("rdsLoginAttemptAction"),
+    ];
+    prop_oneof![
+        (action, prop_oneof![Just("ipAddressV4"), Just("ipAddressV6")]).prop_map(|(a, f)| format!(
+            "aws/guardduty/service/action/{a}/remoteIpDetails/{f}"
+        )),
+        (any::<u16>(), prop_oneof![Just(".{}_/"), Just(":{}/")], prop_oneof![Just("ipAddressV4"), Just("ipAddressV6")])
+            .prop_map(|(n, sep, f)| format!(
+                "aws/guardduty/service/action/portProbeAction/portProbeDetails{}remoteIpDetails/{f}",
+                sep.replace("{}", &n.to_string())
+            )),
+        Just("aws/guardduty/service/action/networkConnectionAction/connectionDirection".to_string()),
+        Just("aws/guardduty/service/additionalInfo/sample".to_string()),
+        Just("aws/guardduty/service/resourceRole".to_string()),
+        Just("aws/guardduty/service/count".to_string()),
+        Just("aws/guardduty/service/eventFirstSeen".to_string()),
+        "[a-zA-Z/._:0-9]{0,40}",
+    ]
+}
+
+fn product_field_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("198.51.100.7".to_string()),
+        Just("10.0.0.1".to_string()),
+        Just("::ffff:10.0.0.1".to_string()),
+        Just("2001:db8::1".to_string()),
+        Just("INBOUND".to_string()),
+        Just("OUTBOUND".to_string()),
+        Just("true".to_string()),
+        Just("GeneratedFindingIp".to_string()),
+        ".{0,20}",
+    ]
 }
 
 /// Replaces the value at a pseudo-random position in `v` with `with`.
@@ -223,6 +290,38 @@ proptest! {
         let events = sample_events();
         let mut v = events[which % events.len()].clone();
         mutate_nested(&mut v, choice, with);
+        let cfg = policy();
+        if let Ok(plan) = plan_event(v.to_string().as_bytes(), cfg) {
+            assert_envelope(&plan, cfg);
+        }
+    }
+
+    /// GuardDuty's flattened `ProductFields` are read by key: any keys and
+    /// values (item numbers, addresses, junk) keep the envelope.
+    #[test]
+    fn arbitrary_guardduty_product_fields_keep_the_envelope(
+        which in any::<usize>(),
+        fields in prop::collection::vec((product_field_key(), product_field_value()), 0..24),
+        custom in any::<bool>(),
+    ) {
+        let names = [
+            "securityhub-guardduty-ssh-brute-force-imported.json",
+            "securityhub-guardduty-port-probe-many-imported.json",
+            "securityhub-guardduty-leaked-key-custom-record.json",
+            "securityhub-inspector-vulnerability-custom-action.json",
+        ];
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events")
+            .join(names[which % names.len()]);
+        let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let f = &mut v["detail"]["findings"][0];
+        if custom {
+            f.as_object_mut().unwrap().remove("Action");
+        }
+        let pf = f["ProductFields"].as_object_mut().unwrap();
+        for (k, val) in fields {
+            pf.insert(k, Value::String(val));
+        }
         let cfg = policy();
         if let Ok(plan) = plan_event(v.to_string().as_bytes(), cfg) {
             assert_envelope(&plan, cfg);

@@ -18,25 +18,21 @@ mod action;
 mod contain;
 mod notices;
 mod record;
+mod run;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
-use futures_util::future::{join, join_all};
+use futures_util::future::join_all;
 use ipnet::IpNet;
 use serde_json::Value;
-use tracing::{instrument, warn};
+use tracing::instrument;
 
 pub use crate::account::{caller_account, HomeAnswer};
 use crate::actions::logs::Polling;
 use crate::actions::nacl;
-use crate::actions::notify;
-use crate::bucket::claim::Claims;
-use crate::bucket::claim::Held;
-use crate::bucket::layout;
 use crate::bucket::RecordStore;
 use crate::clients::Clients;
 use crate::error::AwsError;
@@ -44,9 +40,7 @@ use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
 use crate::place::{Place, Places, Unreachable};
 pub use crate::progress::Progress;
 pub use crate::report::{IncidentReport, Response};
-use action::Ran;
 pub use action::CLAIM_HELD;
-use notices::{notice_fingerprint, planned_fingerprint, Early};
 pub use record::RECORD_SCHEMA;
 
 /// Runs plans. An executor is made in the account its credentials belong
@@ -317,292 +311,6 @@ impl Executor {
         match self.for_place(i.account.as_deref(), region, &i.id).await {
             Ok(here) => Box::pin(here.run_here(plan, Where::Here)).await,
             Err(why) => Box::pin(self.run_here(plan, Where::Unreachable(why))).await,
-        }
-    }
-
-    /// [`Executor::run`] where this executor acts; `at` says whether it
-    /// acts here, has nothing to act on, or cannot reach the incident's place.
-    async fn run_here(&self, plan: &PlannedIncident, at: Where) -> IncidentReport {
-        let (unreachable, acted) = match at {
-            Where::Here => (None, true),
-            Where::Nowhere => (None, false),
-            Where::Unreachable(why) => (Some(why), false),
-        };
-        let i = &plan.incident;
-        let prefix = layout::prefix(i, Utc::now());
-        let record_uri = self
-            .records
-            .as_ref()
-            .map(|r| format!("s3://{}/{}", r.bucket(), layout::record_key(&prefix)));
-        let claims = self
-            .records
-            .as_ref()
-            .map(|r| Claims::new(r, self.cfg.claim_ttl_seconds, self.cfg.claim_wait_seconds));
-
-        let mut outcomes: Vec<Option<Ran>> = vec![None; plan.actions.len()];
-        let mut pending = Vec::new();
-        for (index, a) in plan.actions.iter().enumerate() {
-            if !a.kind.is_containment() {
-                continue;
-            }
-            let skip = |why: String| Some(Ran::new(outcome(index, a, Status::Skipped, why)));
-            if a.status == PlanStatus::Skipped {
-                outcomes[index] = skip(a.reason.clone());
-            } else if let (Some(why), true) = (&unreachable, a.kind != ActionKind::Release) {
-                // Recorded and notified only; a role that could not be
-                // assumed is a failure the next delivery tries again.
-                outcomes[index] = Some(Ran::new(not_acted(index, a, why.clone())));
-            } else if plan.dry_run && a.kind != ActionKind::QueryOffendingIps {
-                // The query only reads; a dry run shows what it would block.
-                outcomes[index] = skip(format!("dry run: would {}", a.reason));
-            } else {
-                pending.push((index, a));
-            }
-        }
-        // The notices' claims are taken ahead, beside the first calls, under
-        // the fingerprint of the containment ending as planned: when it
-        // does, the team is told as soon as the last action ends, one round
-        // trip sooner. A claim that turns out to name another ending is
-        // given back, and the notice claimed under the right one.
-        let topic_of = |a: &Action| match a.kind {
-            ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
-            ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
-            _ => None,
-        };
-        let guess = claims
-            .as_ref()
-            .and_then(|_| planned_fingerprint(plan, &outcomes, &pending));
-        let ahead = async {
-            let (Some(claims), Some(guess)) = (claims.as_ref(), guess.as_deref()) else {
-                return Vec::new();
-            };
-            let prefix = prefix.as_str();
-            let notices = plan.actions.iter().enumerate();
-            let notices = notices.filter(|(_, a)| topic_of(a).is_some());
-            join_all(notices.map(|(index, a)| async move {
-                let name = format!("{}-{guess}", a.kind.as_str());
-                match claims.try_new(prefix, &name).await {
-                    Ok(held) => (index, held),
-                    Err(e) => {
-                        warn!(code = e.code.as_deref().unwrap_or("-"), notice = %name, "notice not claimed ahead: claimed after containment");
-                        (index, None)
-                    }
-                }
-            }))
-            .await
-        };
-        let record = async {
-            let mut out = Vec::new();
-            for (index, a) in plan.actions.iter().enumerate() {
-                if a.kind == ActionKind::RecordIncident {
-                    let o = match &self.records {
-                        None => outcome(
-                            index,
-                            a,
-                            Status::Failed,
-                            "FIREBREAK_RECORDS_BUCKET is not set",
-                        ),
-                        Some(store) => {
-                            self.write_record(
-                                store,
-                                plan,
-                                &prefix,
-                                (index, a),
-                                acted,
-                                record_uri.as_deref(),
-                            )
-                            .await
-                        }
-                    };
-                    out.push(o);
-                }
-            }
-            out
-        };
-        // Each action's outcome reaches the notices as soon as it is known;
-        // its final write (which a duplicate delivery may be waiting for)
-        // goes on meanwhile, and the team is told without waiting for it.
-        let (early_tx, mut early_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Ran>>();
-        let containment = join_all(pending.iter().map(|(index, a)| {
-            let early = Early {
-                tx: &early_tx,
-                sent: AtomicBool::new(false),
-            };
-            let claims = claims.as_ref();
-            let prefix = prefix.as_str();
-            Box::pin(async move {
-                let group = self.claimed(plan, claims, prefix, *index, a, &early).await;
-                early.send(&group);
-                group
-            })
-        }));
-        let expected = pending.len();
-        let mut extra = Vec::new();
-        // Boxed, as are the actions below: together they would make the
-        // run's future too large for a 2 MiB thread stack in a debug build.
-        let after = Box::pin(async {
-            let (recorded, ahead) = join(record, ahead).await;
-            let mut ahead_held: Vec<Option<Held>> = vec![None; plan.actions.len()];
-            for (index, held) in ahead {
-                ahead_held[index] = held;
-            }
-            let mut done = Vec::with_capacity(expected);
-            while done.len() < expected {
-                match early_rx.recv().await {
-                    Some(group) => done.push(group),
-                    None => break,
-                }
-            }
-            for group in done {
-                let mut group = group.into_iter();
-                if let Some(o) = group.next() {
-                    let idx = o.outcome.index;
-                    outcomes[idx] = Some(o);
-                }
-                extra.extend(group.map(|r| r.outcome));
-            }
-            for o in recorded {
-                let idx = o.index;
-                // The record itself is incident.json, not an action object.
-                outcomes[idx] = Some(Ran::stored(o));
-            }
-
-            // Notices, with what happened so far.
-            let mut so_far: Vec<ActionOutcome> = outcomes
-                .iter()
-                .flatten()
-                .map(|r| r.outcome.clone())
-                .collect();
-            so_far.extend(extra.iter().cloned());
-            let fingerprint = notice_fingerprint(plan, &so_far);
-            // A delivery that found another one still holding a claim is retried
-            // later; the holder tells the team, this one stays quiet.
-            let waiting = so_far.iter().any(|o| {
-                o.error
-                    .as_ref()
-                    .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
-            });
-            // What is not in the bucket yet (the final outcomes that end the
-            // claims, refusals, failures) is written while the team is told.
-            let unwritten: Vec<ActionOutcome> = outcomes
-                .iter_mut()
-                .flatten()
-                .filter(|r| !r.stored)
-                .map(|r| {
-                    r.stored = true;
-                    r.outcome.clone()
-                })
-                .collect();
-            // Team and stakeholders are told at once.
-            let (so_far, claims, prefix) = (&so_far, claims.as_ref(), prefix.as_str());
-            let (fingerprint, record_uri) = (&fingerprint, record_uri.as_deref());
-            let as_guessed = guess.as_deref() == Some(fingerprint.as_str());
-            let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
-                if !matches!(
-                    a.kind,
-                    ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
-                ) {
-                    return None;
-                }
-                let topic = topic_of(a);
-                let (mine, stale) = match ahead_held[index].take() {
-                    Some(held) if as_guessed && !waiting => (Some(held), None),
-                    other => (None, other),
-                };
-                Some(async move {
-                    let give_back = async {
-                        if let (Some(held), Some(claims)) = (&stale, claims) {
-                            let why = "claimed ahead for a containment that ended otherwise";
-                            claims
-                                .release(held, &outcome(index, a, Status::Skipped, why))
-                                .await;
-                        }
-                    };
-                    let tell = async {
-                        match topic {
-                            None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
-                                index,
-                                a,
-                                Status::Skipped,
-                                "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
-                            )),
-                            None => Ran::new(outcome(
-                                index,
-                                a,
-                                Status::Failed,
-                                "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                            )),
-                            Some(_) if waiting => Ran::new(outcome(
-                                index,
-                                a,
-                                Status::Skipped,
-                                "another delivery holds a claim on this incident; it notifies",
-                            )),
-                            Some(arn) => {
-                                let name = format!("{}-{fingerprint}", a.kind.as_str());
-                                let send = async || {
-                                    notify::publish(
-                                        &self.clients.sns,
-                                        arn,
-                                        self.cfg.notice_format,
-                                        plan,
-                                        so_far,
-                                        record_uri,
-                                    )
-                                    .await
-                                    .map(|id| {
-                                        Step::new(
-                                            false,
-                                            format!("published message {id}"),
-                                            Value::Null,
-                                            vec!["Publish".into()],
-                                        )
-                                    })
-                                };
-                                self.once(claims, prefix, &name, (index, a), mine, send, "sent")
-                                    .await
-                            }
-                        }
-                    };
-                    let (r, ()) = join(tell, give_back).await;
-                    if !r.stored {
-                        self.keep(prefix, std::slice::from_ref(&r.outcome), &i.id)
-                            .await;
-                    }
-                    (index, Ran::stored(r.outcome))
-                })
-            });
-            let (told, ()) = join(join_all(notices), self.keep(prefix, &unwritten, &i.id)).await;
-            for (index, r) in told {
-                outcomes[index] = Some(r);
-            }
-        });
-        let (_, ()) = join(containment, after).await;
-
-        let mut actions = Vec::with_capacity(plan.actions.len());
-        let mut unstored = Vec::new();
-        for (index, r) in outcomes.into_iter().enumerate() {
-            let r = r.unwrap_or_else(|| {
-                Ran::new(outcome(
-                    index,
-                    &plan.actions[index],
-                    Status::Skipped,
-                    "not run",
-                ))
-            });
-            if !r.stored {
-                unstored.push(r.outcome.clone());
-            }
-            actions.push(r.outcome);
-        }
-        self.keep(&prefix, &unstored, &i.id).await;
-        actions.extend(extra);
-        IncidentReport {
-            id: i.id.clone(),
-            severity: i.severity,
-            incident_type: i.incident_type.clone(),
-            record: record_uri,
-            actions,
         }
     }
 }

@@ -1,14 +1,22 @@
-//! How the containment of an incident ended, as the short digest a notice
-//! is claimed under: a replay that changed nothing sends nothing, a retry
-//! that finished what failed before sends one more.
+//! The notices: how the containment of an incident ended, as the short
+//! digest a notice is claimed under (a replay that changed nothing sends
+//! nothing, a retry that finished what failed before sends one more), and
+//! telling the team and the stakeholders once it has.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use firebreak_core::incident::short_digest;
 use firebreak_core::{Action, ActionKind, PlannedIncident};
 
-use super::action::Ran;
-use crate::outcome::{ActionOutcome, Status};
+use futures_util::future::{join, join_all};
+use serde_json::Value;
+
+use super::action::{Ran, CLAIM_HELD};
+use super::run::Run;
+use super::{outcome, Executor};
+use crate::actions::notify;
+use crate::bucket::claim::Held;
+use crate::outcome::{ActionOutcome, Status, Step};
 
 /// How the containment of an incident ended, as a short digest: the name
 /// a notice is claimed under. `done` and `already_done` count alike, so a
@@ -81,4 +89,169 @@ impl Early<'_> {
             let _ = self.tx.send(group.to_vec());
         }
     }
+}
+
+impl Executor {
+    /// The topic a notice goes to, if it is configured.
+    pub(super) fn topic_of(&self, a: &Action) -> Option<&str> {
+        match a.kind {
+            ActionKind::NotifyTeam => self.cfg.team_topic_arn.as_deref(),
+            ActionKind::NotifyStakeholders => self.cfg.stakeholder_topic_arn.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Once every action has ended: team and stakeholders are told at once,
+    /// each notice under the fingerprint of how containment ended, while
+    /// the outcomes not in the bucket yet (the final ones that end the
+    /// claims, refusals, failures) are written.
+    pub(super) async fn tell_and_keep(
+        &self,
+        run: &Run<'_>,
+        outcomes: &mut [Option<Ran>],
+        extra: &[ActionOutcome],
+        ahead: Vec<(usize, Option<Held>)>,
+        guess: Option<&str>,
+    ) {
+        let plan = run.plan;
+        let mut ahead_held: Vec<Option<Held>> = vec![None; plan.actions.len()];
+        for (index, held) in ahead {
+            ahead_held[index] = held;
+        }
+        let mut so_far: Vec<ActionOutcome> = outcomes
+            .iter()
+            .flatten()
+            .map(|r| r.outcome.clone())
+            .collect();
+        so_far.extend(extra.iter().cloned());
+        let fingerprint = notice_fingerprint(plan, &so_far);
+        // A delivery that found another one still holding a claim is retried
+        // later; the holder tells the team, this one stays quiet.
+        let waiting = so_far.iter().any(|o| {
+            o.error
+                .as_ref()
+                .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
+        });
+        let unwritten: Vec<ActionOutcome> = outcomes
+            .iter_mut()
+            .flatten()
+            .filter(|r| !r.stored)
+            .map(|r| {
+                r.stored = true;
+                r.outcome.clone()
+            })
+            .collect();
+        let as_guessed = guess == Some(fingerprint.as_str());
+        let ending = Ending {
+            so_far: &so_far,
+            fingerprint: &fingerprint,
+            waiting,
+        };
+        let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
+            if !matches!(
+                a.kind,
+                ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
+            ) {
+                return None;
+            }
+            let (mine, stale) = match ahead_held[index].take() {
+                Some(held) if as_guessed && !waiting => (Some(held), None),
+                other => (None, other),
+            };
+            Some(self.notice(run, (index, a), &ending, mine, stale))
+        });
+        let keep = self.keep(&run.prefix, &unwritten, &plan.incident.id);
+        let (told, ()) = join(join_all(notices), keep).await;
+        for (index, r) in told {
+            outcomes[index] = Some(r);
+        }
+    }
+
+    /// One notice: sent once per way containment can end (its claim named
+    /// by the fingerprint), or skipped saying why; a claim taken ahead for
+    /// another ending (`stale`) is given back.
+    async fn notice(
+        &self,
+        run: &Run<'_>,
+        (index, a): (usize, &Action),
+        ending: &Ending<'_>,
+        mine: Option<Held>,
+        stale: Option<Held>,
+    ) -> (usize, Ran) {
+        let claims = run.claims.as_ref();
+        let give_back = async {
+            if let (Some(held), Some(claims)) = (&stale, claims) {
+                let why = "claimed ahead for a containment that ended otherwise";
+                claims
+                    .release(held, &outcome(index, a, Status::Skipped, why))
+                    .await;
+            }
+        };
+        let tell = async {
+            match self.topic_of(a) {
+                None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
+                    index,
+                    a,
+                    Status::Skipped,
+                    "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
+                )),
+                None => Ran::new(outcome(
+                    index,
+                    a,
+                    Status::Failed,
+                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                )),
+                Some(_) if ending.waiting => Ran::new(outcome(
+                    index,
+                    a,
+                    Status::Skipped,
+                    "another delivery holds a claim on this incident; it notifies",
+                )),
+                Some(arn) => {
+                    let name = format!("{}-{}", a.kind.as_str(), ending.fingerprint);
+                    let send = async || {
+                        notify::publish(
+                            &self.clients.sns,
+                            arn,
+                            self.cfg.notice_format,
+                            run.plan,
+                            ending.so_far,
+                            run.record_uri.as_deref(),
+                        )
+                        .await
+                        .map(|id| {
+                            Step::new(
+                                false,
+                                format!("published message {id}"),
+                                Value::Null,
+                                vec!["Publish".into()],
+                            )
+                        })
+                    };
+                    self.once(claims, &run.prefix, &name, (index, a), mine, send, "sent")
+                        .await
+                }
+            }
+        };
+        let (r, ()) = join(tell, give_back).await;
+        if !r.stored {
+            self.keep(
+                &run.prefix,
+                std::slice::from_ref(&r.outcome),
+                &run.plan.incident.id,
+            )
+            .await;
+        }
+        (index, Ran::stored(r.outcome))
+    }
+}
+
+/// How containment ended, as the notices tell it.
+struct Ending<'a> {
+    /// Every outcome so far.
+    so_far: &'a [ActionOutcome],
+    /// Its fingerprint: the name the notices are claimed under.
+    fingerprint: &'a str,
+    /// Another delivery holds a claim: it notifies, not this one.
+    waiting: bool,
 }
