@@ -58,12 +58,11 @@ mod tests {
 
     #[tokio::test]
     async fn every_holder_gets_the_one_decision() {
-        let g =
-            Gate::after(async { Err(AwsError::local("Claim", "ClaimHeld", "another delivery")) });
+        let g = Gate::after(async { Err(AwsError::from(crate::error::Own::NotCarriedOut)) });
         let (a, b) = (g.clone(), g);
         let (ra, rb) = tokio::join!(a.pass(), b.pass());
-        assert_eq!(ra.unwrap_err().code.as_deref(), Some("ClaimHeld"));
-        assert_eq!(rb.unwrap_err().code.as_deref(), Some("ClaimHeld"));
+        assert_eq!(ra.unwrap_err().code.as_deref(), Some("NotCarriedOut"));
+        assert_eq!(rb.unwrap_err().code.as_deref(), Some("NotCarriedOut"));
         assert!(Gate::open().pass().await.is_ok());
     }
 }

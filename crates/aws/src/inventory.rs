@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::bucket::layout;
 use crate::bucket::ledger::BlockMarker;
 use crate::bucket::RecordStore;
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::outcome::ActionOutcome;
 use crate::respond::Executor;
 
@@ -275,11 +275,10 @@ fn summarise(
 impl Executor {
     fn store(&self) -> Result<&RecordStore, AwsError> {
         self.records().ok_or_else(|| {
-            AwsError::local(
-                "ListObjectsV2",
-                "NoRecords",
-                "FIREBREAK_RECORDS_BUCKET is not set: there are no records to read",
-            )
+            AwsError::from(Own::NoRecords {
+                operation: "ListObjectsV2",
+                consequence: "there are no records to read",
+            })
         })
     }
 

@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod jitter;
 pub mod outcome;
 pub mod place;
+pub mod prior;
 pub mod progress;
 pub mod report;
 pub mod respond;

@@ -86,21 +86,51 @@ impl From<&AwsError> for ErrorInfo {
     }
 }
 
+/// What an action did to the account.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Change {
+    /// It changed the account.
+    #[default]
+    Made,
+    /// The account already was as wanted: nothing changed.
+    AlreadyThere,
+    /// A check at execution time refused the change (the account moved
+    /// since the plan, e.g. the instance gained the protected tag): the
+    /// action ends `skipped` with this reason, not `failed`.
+    Refused(String),
+}
+
+impl Change {
+    /// `AlreadyThere` when `already`, else `Made`.
+    pub fn unless(already: bool) -> Change {
+        if already {
+            Change::AlreadyThere
+        } else {
+            Change::Made
+        }
+    }
+
+    /// The status an action that ended so reports.
+    pub fn status(&self) -> Status {
+        match self {
+            Change::Made => Status::Done,
+            Change::AlreadyThere => Status::AlreadyDone,
+            Change::Refused(_) => Status::Skipped,
+        }
+    }
+}
+
 /// What a successful action reports back to the executor.
 #[derive(Debug, Clone, Default)]
 pub struct Step {
-    /// True when the account already was as wanted.
-    pub already: bool,
+    /// What it did.
+    pub change: Change,
     /// A sentence for people.
     pub detail: String,
     /// The state before.
     pub prior_state: serde_json::Value,
     /// Operations called.
     pub calls: Vec<String>,
-    /// Set when a check at execution time refused the change (the account
-    /// moved since the plan, e.g. the instance gained the protected tag);
-    /// the action ends `skipped` with this reason, not `failed`.
-    pub refused: Option<String>,
 }
 
 impl Step {
@@ -112,11 +142,10 @@ impl Step {
         calls: Vec<String>,
     ) -> Step {
         Step {
-            already,
+            change: Change::unless(already),
             detail: detail.into(),
             prior_state,
             calls,
-            refused: None,
         }
     }
 
@@ -125,9 +154,14 @@ impl Step {
         let reason = reason.into();
         Step {
             detail: reason.clone(),
-            refused: Some(reason),
+            change: Change::Refused(reason),
             calls,
             ..Step::default()
         }
+    }
+
+    /// True when the account already was as wanted.
+    pub fn already(&self) -> bool {
+        self.change == Change::AlreadyThere
     }
 }

@@ -18,7 +18,7 @@ use aws_sdk_sts::config::Credentials;
 use firebreak_core::Config;
 
 use crate::clients::Clients;
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 
 /// Credentials are assumed again when less than this is left of them: more
 /// than a function's longest run, so none expires halfway through.
@@ -58,7 +58,7 @@ impl Unreachable {
     pub fn into_error(self, operation: &'static str) -> AwsError {
         match self {
             Unreachable::Failed(e) => e,
-            Unreachable::NotHere(why) => AwsError::local(operation, "NotReachable", why),
+            Unreachable::NotHere(why) => Own::NotReachable { operation, why }.into(),
         }
     }
 }
@@ -197,11 +197,7 @@ impl Places {
                 Unreachable::Failed(err)
             })?;
         let Some(c) = out.credentials() else {
-            return Err(Unreachable::Failed(AwsError::local(
-                "AssumeRole",
-                "NoCredentials",
-                format!("STS answered AssumeRole for {arn} without credentials"),
-            )));
+            return Err(Unreachable::Failed(Own::NoCredentials { arn }.into()));
         };
         let expires = SystemTime::try_from(*c.expiration()).ok();
         let credentials = Credentials::new(

@@ -539,12 +539,12 @@ async fn isolation_swaps_groups_protects_snapshots_and_release_restores() {
     )
     .await
     .unwrap();
-    assert!(again.already, "{again:?}");
+    assert!(again.already(), "{again:?}");
     let again =
         firebreak_aws::actions::snapshot::snapshot_volumes(ec2, &instance, &report.id, &open)
             .await
             .unwrap();
-    assert!(again.already, "{again:?}");
+    assert!(again.already(), "{again:?}");
     assert_eq!(snapshots().await, volumes, "no second snapshot");
 
     // Release: the original groups and the termination setting come back;

@@ -97,7 +97,7 @@ async fn throttling_is_retried_and_the_key_still_goes_inactive() {
         });
     let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list, &update]);
     let step = deactivate(&iam).await.unwrap();
-    assert!(!step.already);
+    assert!(!step.already());
     assert_eq!(
         list.num_calls(),
         3,
@@ -385,11 +385,19 @@ fn deletes(rule: Option<i32>) -> Rule {
         })
 }
 
+/// What a block placed, as (step, rule number, evicted (rule, CIDR)).
+type Placed = (firebreak_aws::outcome::Step, i32, Vec<(i32, String)>);
+
+fn placed(p: firebreak_aws::actions::nacl::Placed) -> Placed {
+    let evicted = p.evicted.into_iter().map(|e| (e.rule_number, e.cidr));
+    (p.step, p.rule_number, evicted.collect())
+}
+
 /// Blocks 198.51.100.9 in the test NACL with the default spec.
 async fn block_9(
     ec2: &aws_sdk_ec2::Client,
     ages: &[(i32, ipnet::IpNet)],
-) -> Result<(firebreak_aws::outcome::Step, i32, Vec<(i32, String)>), firebreak_aws::AwsError> {
+) -> Result<Placed, firebreak_aws::AwsError> {
     block_ip(
         ec2,
         "acl-0a1b2c3d4e5f60718",
@@ -400,6 +408,7 @@ async fn block_9(
         None,
     )
     .await
+    .map(placed)
 }
 
 const SPEC: BlockSpec = BlockSpec {
@@ -493,6 +502,7 @@ async fn an_evictor_takes_the_oldest_victim_nobody_else_is_evicting() {
         None,
     )
     .await
+    .map(placed)
     .unwrap();
     assert_eq!(number, 2);
     assert_eq!(evicted, vec![(2, "198.51.100.2/32".to_string())]);

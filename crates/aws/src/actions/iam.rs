@@ -4,9 +4,10 @@ use aws_sdk_iam::types::StatusType;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::Step;
+use crate::prior::{self, KeyPrior, RevokePrior};
 
 /// Name of the inline policy that revokes older sessions.
 pub const REVOKE_POLICY_NAME: &str = "FirebreakRevokeOlderSessions";
@@ -30,11 +31,11 @@ pub async fn deactivate_access_key(
         .iter()
         .find(|k| k.access_key_id() == Some(key_id))
     else {
-        return Err(AwsError::local(
-            "ListAccessKeys",
-            "NoSuchEntity",
-            format!("user {user} has no access key {key_id}"),
-        ));
+        return Err(Own::NoSuchKey {
+            user: user.into(),
+            key: key_id.into(),
+        }
+        .into());
     };
     let prior = key
         .status()
@@ -45,7 +46,11 @@ pub async fn deactivate_access_key(
         return Ok(Step::new(
             true,
             format!("key {key_id} of {user} was already Inactive"),
-            json!({ "user_name": user, "access_key_id": key_id, "status": prior }),
+            prior::to_json(&KeyPrior {
+                user_name: user.into(),
+                access_key_id: key_id.into(),
+                status: prior.clone(),
+            }),
             calls,
         ));
     }
@@ -61,7 +66,11 @@ pub async fn deactivate_access_key(
     Ok(Step::new(
         false,
         format!("key {key_id} of {user} set to Inactive"),
-        json!({ "user_name": user, "access_key_id": key_id, "status": prior }),
+        prior::to_json(&KeyPrior {
+            user_name: user.into(),
+            access_key_id: key_id.into(),
+            status: prior.clone(),
+        }),
         calls,
     ))
 }
@@ -108,7 +117,11 @@ pub async fn revoke_role_sessions(
         return Ok(Step::new(
             true,
             format!("sessions of role {role} were already revoked for this incident"),
-            json!({ "role_name": role, "policy_name": REVOKE_POLICY_NAME, "previous_document": prior }),
+            prior::to_json(&RevokePrior {
+                role_name: role.into(),
+                policy_name: REVOKE_POLICY_NAME.into(),
+                previous_document: prior.clone(),
+            }),
             calls,
         ));
     }
@@ -127,7 +140,11 @@ pub async fn revoke_role_sessions(
             "sessions of role {role} issued before {} are denied",
             now.to_rfc3339_opts(SecondsFormat::Secs, true)
         ),
-        json!({ "role_name": role, "policy_name": REVOKE_POLICY_NAME, "previous_document": prior }),
+        prior::to_json(&RevokePrior {
+            role_name: role.into(),
+            policy_name: REVOKE_POLICY_NAME.into(),
+            previous_document: prior.clone(),
+        }),
         calls,
     ))
 }
@@ -150,7 +167,11 @@ pub async fn reactivate_access_key(
     Ok(Step::new(
         false,
         format!("key {key_id} of {user} set to Active again"),
-        json!({ "user_name": user, "access_key_id": key_id, "status": "Inactive" }),
+        prior::to_json(&KeyPrior {
+            user_name: user.into(),
+            access_key_id: key_id.into(),
+            status: "Inactive".into(),
+        }),
         vec!["UpdateAccessKey".into()],
     ))
 }

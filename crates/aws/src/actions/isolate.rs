@@ -3,28 +3,25 @@
 //! instance tagged with the incident and its termination protection on;
 //! and the undo, from the recorded original groups.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, InstanceAttributeName, IpPermission, IpRange, Ipv6Range,
-    ResourceType, Tag, TagSpecification,
+    AttributeBooleanValue, Filter, InstanceAttributeName, ResourceType, Tag, TagSpecification,
 };
 use futures_util::future::join_all;
-use serde_json::json;
 
-use crate::error::AwsError;
+use super::groups::{managed_group, managed_groups, ManagedGroups, MANAGED_TAG};
+pub use super::groups::{ISOLATION_GROUP, UNTRACK_GROUP};
+use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::Step;
+use crate::prior::{self, EniPrior, IsolatePrior};
 
-/// Name of the per-VPC group with no rules that isolated ENIs end in.
-pub const ISOLATION_GROUP: &str = "firebreak-isolation";
-/// Name of the per-VPC allow-all group ENIs pass through first: changing to
-/// a group that allows all traffic turns tracked connections untracked, so
-/// the move to the empty group then cuts them at once instead of letting
-/// established sessions live on.
-pub const UNTRACK_GROUP: &str = "firebreak-untrack";
 /// The tag Firebreak puts on what it created or isolated.
 pub const INCIDENT_TAG: &str = "firebreak:incident";
+
+/// The tag key that protects an instance whatever the configuration says
+/// (IAM's protected-instance deny names this key; a configured
+/// `FIREBREAK_PROTECTED_TAG` is honoured beside it).
+pub const PROTECTED_TAG: &str = "firebreak:protected";
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
@@ -34,7 +31,14 @@ pub(crate) fn tags_on(kind: ResourceType, incident_id: &str) -> TagSpecification
     TagSpecification::builder()
         .resource_type(kind)
         .tags(tag(INCIDENT_TAG, incident_id))
-        .tags(tag("firebreak:managed", "true"))
+        .tags(tag(MANAGED_TAG, "true"))
+        .build()
+}
+
+pub(crate) fn attached_to(instance_id: &str) -> Filter {
+    Filter::builder()
+        .name("attachment.instance-id")
+        .values(instance_id)
         .build()
 }
 
@@ -59,11 +63,9 @@ async fn describe_instance(
         .flat_map(|r| r.instances())
         .next()
         .ok_or_else(|| {
-            AwsError::local(
-                "DescribeInstances",
-                "InvalidInstanceID.NotFound",
-                format!("no instance {instance_id}"),
-            )
+            AwsError::from(Own::NoSuchInstance {
+                instance: instance_id.to_string(),
+            })
         })?;
     Ok(LiveInstance {
         tags: inst
@@ -77,201 +79,6 @@ async fn describe_instance(
             })
             .collect(),
     })
-}
-
-/// Why a group named like Firebreak's isolation group cannot be trusted
-/// to isolate, if it cannot: it must be Firebreak's (created with the
-/// `firebreak:managed` tag) and allow nothing in or out. Anyone who can
-/// create security groups could otherwise make a "firebreak-isolation" that
-/// allows everything, and isolation would end open.
-fn untrustworthy(g: &aws_sdk_ec2::types::SecurityGroup) -> Option<String> {
-    let id = g.group_id().unwrap_or_default();
-    let managed = g
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some("firebreak:managed") && t.value() == Some("true"));
-    if !managed {
-        return Some(format!(
-            "security group {id} is named {ISOLATION_GROUP} but is not Firebreak's (no firebreak:managed tag)"
-        ));
-    }
-    let rules = g.ip_permissions().len() + g.ip_permissions_egress().len();
-    (rules > 0).then(|| {
-        format!("security group {id} ({ISOLATION_GROUP}) has {rules} rule(s): it must allow nothing; remove them")
-    })
-}
-
-/// Firebreak's groups in every VPC, read at once.
-#[derive(Debug, Default)]
-struct ManagedGroups {
-    /// (VPC, name) → id.
-    ids: BTreeMap<(String, String), String>,
-    /// VPC → why the group named like the isolation group there cannot be
-    /// used (see [`untrustworthy`]).
-    untrusted: BTreeMap<String, String>,
-}
-
-/// Firebreak's groups in every VPC, read at once.
-async fn managed_groups(ec2: &aws_sdk_ec2::Client) -> Result<ManagedGroups, AwsError> {
-    let found = ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values(ISOLATION_GROUP)
-                .values(UNTRACK_GROUP)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-    let mut out = ManagedGroups::default();
-    for g in found.security_groups() {
-        let (Some(vpc), Some(name), Some(id)) = (g.vpc_id(), g.group_name(), g.group_id()) else {
-            continue;
-        };
-        if name == ISOLATION_GROUP {
-            if let Some(why) = untrustworthy(g) {
-                out.untrusted.insert(vpc.to_string(), why);
-                continue;
-            }
-        }
-        out.ids
-            .insert((vpc.to_string(), name.to_string()), id.to_string());
-    }
-    Ok(out)
-}
-
-/// The group named `name` in `vpc`: `known` if it was read already, else
-/// created (once per VPC). A concurrent creator is handled by reading again
-/// on `InvalidGroup.Duplicate`. Returns the calls it made.
-async fn managed_group(
-    ec2: &aws_sdk_ec2::Client,
-    vpc: &str,
-    name: &str,
-    known: Option<&String>,
-) -> Result<(String, Vec<String>), AwsError> {
-    if let Some(id) = known {
-        return Ok((id.clone(), Vec::new()));
-    }
-    let mut calls = Vec::new();
-    for round in 0..2 {
-        if round > 0 {
-            let found = ec2
-                .describe_security_groups()
-                .filters(Filter::builder().name("vpc-id").values(vpc).build())
-                .filters(Filter::builder().name("group-name").values(name).build())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-            calls.push("DescribeSecurityGroups".into());
-            if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
-                return Ok((id.to_string(), calls));
-            }
-        }
-        let description = if name == ISOLATION_GROUP {
-            "Firebreak isolation: no traffic in or out"
-        } else {
-            "Firebreak: allows all so tracked connections become untracked before isolation"
-        };
-        let created = ec2
-            .create_security_group()
-            .vpc_id(vpc)
-            .group_name(name)
-            .description(description)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::SecurityGroup)
-                    .tags(tag("firebreak:managed", "true"))
-                    .build(),
-            )
-            .send()
-            .await;
-        let id = match created {
-            Ok(o) => o.group_id().unwrap_or_default().to_string(),
-            Err(e) => {
-                let err = AwsError::from_sdk("CreateSecurityGroup", e);
-                if err.is("InvalidGroup.Duplicate") {
-                    continue;
-                }
-                return Err(err);
-            }
-        };
-        calls.push("CreateSecurityGroup".into());
-        let all_v4 = IpRange::builder().cidr_ip("0.0.0.0/0").build();
-        let all_v6 = Ipv6Range::builder().cidr_ipv6("::/0").build();
-        if name == ISOLATION_GROUP {
-            // A new group allows all egress by default (IPv4, and IPv6 too
-            // in a dual-stack VPC); isolation allows nothing. Outside a
-            // default VPC, revoking a rule that is not there is an error,
-            // so each goes on its own and "not found" is what we want.
-            let revoke = |perm: IpPermission| {
-                ec2.revoke_security_group_egress()
-                    .group_id(&id)
-                    .ip_permissions(perm)
-                    .send()
-            };
-            let v4 = IpPermission::builder()
-                .ip_protocol("-1")
-                .ip_ranges(all_v4)
-                .build();
-            let v6 = IpPermission::builder()
-                .ip_protocol("-1")
-                .ipv6_ranges(all_v6)
-                .build();
-            let (a, b) = tokio::join!(revoke(v4), revoke(v6));
-            for r in [a.map(|_| ()), b.map(|_| ())] {
-                if let Err(e) = r {
-                    let err = AwsError::from_sdk("RevokeSecurityGroupEgress", e);
-                    if !err.is("InvalidPermission.NotFound") {
-                        return Err(err);
-                    }
-                }
-            }
-            calls.push("RevokeSecurityGroupEgress".into());
-            calls.push("RevokeSecurityGroupEgress".into());
-        } else {
-            let ingress = ec2
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(
-                    IpPermission::builder()
-                        .ip_protocol("-1")
-                        .ip_ranges(all_v4)
-                        .ipv6_ranges(all_v6.clone())
-                        .build(),
-                )
-                .send();
-            let egress = ec2
-                .authorize_security_group_egress()
-                .group_id(&id)
-                .ip_permissions(
-                    IpPermission::builder()
-                        .ip_protocol("-1")
-                        .ipv6_ranges(all_v6)
-                        .build(),
-                )
-                .send();
-            let (i, e) = tokio::join!(ingress, egress);
-            i.map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupIngress", e))?;
-            e.map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupEgress", e))?;
-            calls.push("AuthorizeSecurityGroupIngress".into());
-            calls.push("AuthorizeSecurityGroupEgress".into());
-        }
-        return Ok((id, calls));
-    }
-    Err(AwsError::local(
-        "CreateSecurityGroup",
-        "InvalidGroup.Duplicate",
-        format!("group {name} in {vpc} exists but cannot be read"),
-    ))
-}
-
-pub(crate) fn attached_to(instance_id: &str) -> Filter {
-    Filter::builder()
-        .name("attachment.instance-id")
-        .values(instance_id)
-        .build()
 }
 
 /// One ENI of an instance as EC2 describes it now.
@@ -344,11 +151,7 @@ async fn untrack_then_isolate(
         },
     };
     let back = if eni.groups.is_empty() {
-        Err(AwsError::local(
-            "ModifyNetworkInterfaceAttribute",
-            "NoOriginalGroups",
-            "its original groups are not known",
-        ))
+        Err(AwsError::from(Own::NoOriginalGroups))
     } else {
         match set_groups(ec2, &eni.id, &eni.groups).await {
             Ok(()) => Ok(()),
@@ -404,6 +207,89 @@ async fn set_termination_protection(
     Ok(())
 }
 
+/// What isolating an instance reads first: four reads at once.
+struct Live {
+    instance: LiveInstance,
+    enis: Vec<LiveEni>,
+    protected_before: bool,
+    groups: ManagedGroups,
+}
+
+/// The calls [`read`] makes.
+const READS: [&str; 4] = [
+    "DescribeInstances",
+    "DescribeNetworkInterfaces",
+    "DescribeInstanceAttribute",
+    "DescribeSecurityGroups",
+];
+
+async fn read(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Result<Live, AwsError> {
+    let (instance, enis, protected_before, groups) = tokio::try_join!(
+        describe_instance(ec2, instance_id),
+        enis_of(ec2, instance_id),
+        termination_protection(ec2, instance_id),
+        managed_groups(ec2),
+    )?;
+    Ok(Live {
+        instance,
+        enis,
+        protected_before,
+        groups,
+    })
+}
+
+impl Live {
+    /// Why the instance is not to be isolated (`Ok(Some)`: refused, its
+    /// protected tag), or must not be (`Err`: nothing to isolate, or an
+    /// isolation group that would not isolate) — decided before any change.
+    fn refusal(&self, instance_id: &str, protected_tag: &str) -> Result<Option<String>, AwsError> {
+        let protected = [protected_tag, PROTECTED_TAG];
+        if let Some((k, _)) = self
+            .instance
+            .tags
+            .iter()
+            .find(|(k, _)| protected.contains(&k.as_str()))
+        {
+            return Ok(Some(format!(
+                "instance {instance_id} carries the protected tag `{k}`"
+            )));
+        }
+        if self.enis.is_empty() {
+            return Err(Own::NoNetworkInterface {
+                instance: instance_id.to_string(),
+            }
+            .into());
+        }
+        let untrusted = self
+            .enis
+            .iter()
+            .find_map(|e| self.groups.untrusted.get_key_value(&e.vpc));
+        if let Some((vpc, why)) = untrusted {
+            return Err(Own::UntrustedIsolationGroup {
+                why: why.clone(),
+                vpc: vpc.clone(),
+            }
+            .into());
+        }
+        Ok(None)
+    }
+
+    /// Ours once it holds the isolation group. (In AWS the ENI then holds
+    /// nothing else; moto reports the instance's groups alongside.)
+    fn isolated(&self, e: &LiveEni) -> bool {
+        self.groups
+            .id(&e.vpc, ISOLATION_GROUP)
+            .is_some_and(|g| e.groups.contains(g))
+    }
+
+    fn tagged(&self, incident_id: &str) -> bool {
+        self.instance
+            .tags
+            .iter()
+            .any(|(k, v)| k == INCIDENT_TAG && v == incident_id)
+    }
+}
+
 /// Isolates an instance: per ENI, records its security groups, moves it to
 /// the VPC's allow-all group and then to the VPC's empty isolation group;
 /// tags the instance with the incident and turns on termination protection
@@ -421,96 +307,38 @@ pub async fn isolate_instance(
     protected_tag: &str,
     gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
-    let (live, enis, protected_before, groups) = tokio::try_join!(
-        describe_instance(ec2, instance_id),
-        enis_of(ec2, instance_id),
-        termination_protection(ec2, instance_id),
-        managed_groups(ec2),
-    )?;
-    let mut calls: Vec<String> = [
-        "DescribeInstances",
-        "DescribeNetworkInterfaces",
-        "DescribeInstanceAttribute",
-        "DescribeSecurityGroups",
-    ]
-    .map(String::from)
-    .to_vec();
-    if live.tags.iter().any(|(k, _)| k == protected_tag) {
-        return Ok(Step::refused(
-            format!("instance {instance_id} carries the protected tag `{protected_tag}`"),
-            calls,
-        ));
+    let live = read(ec2, instance_id).await?;
+    let mut calls: Vec<String> = READS.map(String::from).to_vec();
+    if let Some(why) = live.refusal(instance_id, protected_tag)? {
+        return Ok(Step::refused(why, calls));
     }
-    if enis.is_empty() {
-        return Err(AwsError::local(
-            "DescribeNetworkInterfaces",
-            "NoNetworkInterface",
-            format!("instance {instance_id} has no network interface to isolate"),
-        ));
-    }
-    // Never isolate into a group that would not isolate: refused before
-    // anything changes.
-    if let Some((vpc, why)) = enis
-        .iter()
-        .find_map(|e| groups.untrusted.get_key_value(&e.vpc))
-    {
-        return Err(AwsError::local(
-            "DescribeSecurityGroups",
-            "UntrustedIsolationGroup",
-            format!("{why}; nothing was isolated in {vpc}"),
-        ));
-    }
-    let known = |vpc: &str, name: &str| groups.ids.get(&(vpc.to_string(), name.to_string()));
-    // Ours once it holds the isolation group. (In AWS the ENI then holds
-    // nothing else; moto reports the instance's groups alongside.)
-    let isolated =
-        |e: &LiveEni| known(&e.vpc, ISOLATION_GROUP).is_some_and(|g| e.groups.contains(g));
-    let to_move: Vec<&LiveEni> = enis.iter().filter(|e| !isolated(e)).collect();
-    let tagged = live
-        .tags
-        .iter()
-        .any(|(k, v)| k == INCIDENT_TAG && v == incident_id);
-    let already = to_move.is_empty() && tagged && protected_before;
+    let to_move: Vec<&LiveEni> = live.enis.iter().filter(|e| !live.isolated(e)).collect();
+    let tagged = live.tagged(incident_id);
+    let already = to_move.is_empty() && tagged && live.protected_before;
     if !already {
         gate.pass().await?;
     }
-    let tagging = async {
-        if tagged {
-            return Ok(Vec::new());
-        }
-        ec2.create_tags()
-            .resources(instance_id)
-            .tags(tag(INCIDENT_TAG, incident_id))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
-        Ok(vec!["CreateTags".to_string()])
-    };
-    let protecting = async {
-        if protected_before {
-            return Ok(Vec::new());
-        }
-        set_termination_protection(ec2, instance_id, true).await?;
-        Ok(vec!["ModifyInstanceAttribute".to_string()])
-    };
-    let moving = join_all(to_move.iter().map(|eni| async {
-        let ((isolation, mut made), (untrack, more)) = tokio::try_join!(
-            managed_group(ec2, &eni.vpc, ISOLATION_GROUP, known(&eni.vpc, ISOLATION_GROUP)),
-            managed_group(ec2, &eni.vpc, UNTRACK_GROUP, known(&eni.vpc, UNTRACK_GROUP)),
-        )?;
-        made.extend(more);
-        untrack_then_isolate(ec2, eni, &untrack, &isolation).await?;
-        made.push("ModifyNetworkInterfaceAttribute".into());
-        made.push("ModifyNetworkInterfaceAttribute".into());
-        let rec = json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "groups": eni.groups, "isolation_group": isolation });
-        Ok::<_, AwsError>((rec, made))
-    }));
-    let (tag_calls, protect_calls, moved) = tokio::join!(tagging, protecting, moving);
-    let mut recorded = Vec::new();
-    for eni in enis.iter().filter(|e| isolated(e)) {
-        let isolation = known(&eni.vpc, ISOLATION_GROUP);
-        recorded.push(json!({ "network_interface_id": eni.id, "vpc_id": eni.vpc, "isolation_group": isolation, "already_isolated": true }));
-    }
+    let (tag_calls, protect_calls, moved) = tokio::join!(
+        tag_instance(ec2, instance_id, incident_id, tagged),
+        protect(ec2, instance_id, live.protected_before),
+        join_all(
+            to_move
+                .iter()
+                .map(|eni| isolate_eni(ec2, eni, &live.groups))
+        ),
+    );
+    let mut recorded: Vec<EniPrior> = live
+        .enis
+        .iter()
+        .filter(|e| live.isolated(e))
+        .map(|eni| EniPrior {
+            network_interface_id: eni.id.clone(),
+            vpc_id: eni.vpc.clone(),
+            groups: None,
+            isolation_group: live.groups.id(&eni.vpc, ISOLATION_GROUP).cloned(),
+            already_isolated: true,
+        })
+        .collect();
     for m in moved {
         let (rec, made) = m?;
         recorded.push(rec);
@@ -523,19 +351,82 @@ pub async fn isolate_instance(
     } else {
         format!(
             "instance {instance_id} isolated ({} network interface(s)), tagged, termination protection on",
-            enis.len()
+            live.enis.len()
         )
     };
-    Ok(Step::new(
-        already,
-        detail,
-        json!({
-            "instance_id": instance_id,
-            "network_interfaces": recorded,
-            "termination_protection": protected_before,
-        }),
-        calls,
-    ))
+    let prior = IsolatePrior {
+        instance_id: instance_id.to_string(),
+        network_interfaces: recorded,
+        termination_protection: live.protected_before,
+    };
+    Ok(Step::new(already, detail, prior::to_json(&prior), calls))
+}
+
+/// Tags the instance with the incident, unless it is already.
+async fn tag_instance(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    incident_id: &str,
+    tagged: bool,
+) -> Result<Vec<String>, AwsError> {
+    if tagged {
+        return Ok(Vec::new());
+    }
+    ec2.create_tags()
+        .resources(instance_id)
+        .tags(tag(INCIDENT_TAG, incident_id))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
+    Ok(vec!["CreateTags".to_string()])
+}
+
+/// Turns termination protection on, unless it is already.
+async fn protect(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    protected_before: bool,
+) -> Result<Vec<String>, AwsError> {
+    if protected_before {
+        return Ok(Vec::new());
+    }
+    set_termination_protection(ec2, instance_id, true).await?;
+    Ok(vec!["ModifyInstanceAttribute".to_string()])
+}
+
+/// One interface into its VPC's isolation group (the groups made first if
+/// the VPC has none yet), and what it records.
+async fn isolate_eni(
+    ec2: &aws_sdk_ec2::Client,
+    eni: &LiveEni,
+    groups: &ManagedGroups,
+) -> Result<(EniPrior, Vec<String>), AwsError> {
+    let ((isolation, mut made), (untrack, more)) = tokio::try_join!(
+        managed_group(
+            ec2,
+            &eni.vpc,
+            ISOLATION_GROUP,
+            groups.id(&eni.vpc, ISOLATION_GROUP)
+        ),
+        managed_group(
+            ec2,
+            &eni.vpc,
+            UNTRACK_GROUP,
+            groups.id(&eni.vpc, UNTRACK_GROUP)
+        ),
+    )?;
+    made.extend(more);
+    untrack_then_isolate(ec2, eni, &untrack, &isolation).await?;
+    made.push("ModifyNetworkInterfaceAttribute".into());
+    made.push("ModifyNetworkInterfaceAttribute".into());
+    let rec = EniPrior {
+        network_interface_id: eni.id.clone(),
+        vpc_id: eni.vpc.clone(),
+        groups: Some(eni.groups.clone()),
+        isolation_group: Some(isolation),
+        already_isolated: false,
+    };
+    Ok((rec, made))
 }
 
 /// Undo of an isolation, from its recorded prior state: each ENI still in
@@ -543,25 +434,17 @@ pub async fn isolate_instance(
 /// goes back to what it was. An ENI someone has moved since is left alone.
 pub async fn restore_instance(
     ec2: &aws_sdk_ec2::Client,
-    prior: &serde_json::Value,
+    prior: &IsolatePrior,
 ) -> Result<Step, AwsError> {
-    let instance_id = prior["instance_id"].as_str().unwrap_or_default();
+    let instance_id = prior.instance_id.as_str();
     let live = enis_of(ec2, instance_id).await?;
     let mut calls = vec!["DescribeNetworkInterfaces".to_string()];
     let mut restored = 0;
-    let empty = Vec::new();
-    for rec in prior["network_interfaces"].as_array().unwrap_or(&empty) {
-        let (Some(id), Some(isolation), Some(groups)) = (
-            rec["network_interface_id"].as_str(),
-            rec["isolation_group"].as_str(),
-            rec["groups"].as_array(),
-        ) else {
+    for rec in &prior.network_interfaces {
+        let (Some(isolation), Some(original)) = (&rec.isolation_group, &rec.groups) else {
             continue;
         };
-        let original: Vec<String> = groups
-            .iter()
-            .filter_map(|g| g.as_str().map(str::to_string))
-            .collect();
+        let id = rec.network_interface_id.as_str();
         // Still as we left it: the isolation group and nothing but the
         // original groups (moto lists those beside it; AWS does not). A group
         // someone added since means a human took over: leave it alone.
@@ -573,12 +456,12 @@ pub async fn restore_instance(
                     .all(|g| g == isolation || original.contains(g))
         });
         if still_isolated && !original.is_empty() {
-            set_groups(ec2, id, &original).await?;
+            set_groups(ec2, id, original).await?;
             calls.push("ModifyNetworkInterfaceAttribute".into());
             restored += 1;
         }
     }
-    if prior["termination_protection"] == json!(false) {
+    if !prior.termination_protection {
         set_termination_protection(ec2, instance_id, false).await?;
         calls.push("ModifyInstanceAttribute".into());
     }
@@ -587,7 +470,7 @@ pub async fn restore_instance(
         format!(
             "instance {instance_id}: {restored} network interface(s) back in their original groups"
         ),
-        prior.clone(),
+        prior::to_json(prior),
         calls,
     ))
 }

@@ -8,9 +8,10 @@ use aws_sdk_cloudwatchlogs::types::QueryStatus;
 use chrono::DateTime;
 use serde_json::json;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::Step;
+use crate::prior::{self, RetentionPrior};
 
 /// Raises a log group's retention to `days`. A group that already keeps its
 /// events at least that long (or forever) is left alone.
@@ -32,14 +33,15 @@ pub async fn increase_retention(
         .iter()
         .find(|g| g.log_group_name() == Some(group))
         .ok_or_else(|| {
-            AwsError::local(
-                "DescribeLogGroups",
-                "ResourceNotFoundException",
-                format!("no log group {group}"),
-            )
+            AwsError::from(Own::NoSuchLogGroup {
+                group: group.to_string(),
+            })
         })?;
     let prior = found.retention_in_days();
-    let state = json!({ "log_group": group, "retention_in_days": prior });
+    let state = prior::to_json(&RetentionPrior {
+        log_group: group.into(),
+        retention_in_days: prior,
+    });
     match prior {
         None => {
             return Ok(Step::new(
@@ -160,11 +162,9 @@ pub async fn offending_ips(
         DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp())
             .map_err(|_| {
-                AwsError::local(
-                    "StartQuery",
-                    "InvalidWindow",
-                    format!("`{s}` is not an RFC 3339 time"),
-                )
+                AwsError::from(Own::InvalidWindow {
+                    time: s.to_string(),
+                })
             })
     };
     let (start, end) = (secs(window.0)?, secs(window.1)?);
@@ -217,6 +217,7 @@ pub async fn offending_ips(
                     code: Some("QueryFailed".into()),
                     message: format!("Insights query {id} ended {:?}", r.status()),
                     retryable: true,
+                    own: None,
                 });
             }
             _ => tokio::time::sleep(polling.every).await,
@@ -224,13 +225,9 @@ pub async fn offending_ips(
     }
     // Do not leave a query running (they count against a concurrency quota).
     let _ = logs.stop_query().query_id(&id).send().await;
-    Err(AwsError {
-        operation: "GetQueryResults",
-        code: Some("QueryTimeout".into()),
-        message: format!(
-            "Insights query {id} did not complete after {} polls",
-            polling.max_polls
-        ),
-        retryable: true,
-    })
+    Err(Own::QueryTimeout {
+        query: id,
+        polls: polling.max_polls,
+    }
+    .into())
 }

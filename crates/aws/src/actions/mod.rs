@@ -4,6 +4,7 @@
 //! prior state (so the record can undo them). They know the gate, never
 //! the records bucket: claims, budgets and ledgers are the use cases' job.
 
+pub mod groups;
 pub mod iam;
 pub mod isolate;
 pub mod logs;

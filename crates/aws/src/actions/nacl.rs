@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{Filter, NetworkAcl, NetworkAclEntry, RuleAction};
 use ipnet::IpNet;
-use serde_json::json;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::outcome::Step;
+use crate::prior::{self, BlockEntry, Evicted, NaclEntry};
 
 /// AWS's default limit of entries per NACL direction, the default rule included.
 pub const DEFAULT_QUOTA: usize = 20;
@@ -68,11 +68,10 @@ pub async fn read_nacls(
     acls.dedup_by(|a, b| a.network_acl_id() == b.network_acl_id());
     if acls.is_empty() {
         let asked = if ids.is_empty() { subnets } else { ids };
-        return Err(AwsError::local(
-            "DescribeNetworkAcls",
-            "NoNetworkAcl",
-            format!("no network ACL found for {}", asked.join(", ")),
-        ));
+        return Err(Own::NoNetworkAcl {
+            asked: asked.join(", "),
+        }
+        .into());
     }
     Ok(acls)
 }
@@ -124,7 +123,7 @@ pub async fn all_entries(
 }
 
 /// One direction's entries of `nacl`, read now.
-async fn entries(
+async fn entries_of(
     ec2: &aws_sdk_ec2::Client,
     nacl: &str,
     egress: bool,
@@ -136,11 +135,9 @@ async fn entries(
         .await
         .map_err(|e| AwsError::from_sdk("DescribeNetworkAcls", e))?;
     let acl = out.network_acls().first().ok_or_else(|| {
-        AwsError::local(
-            "DescribeNetworkAcls",
-            "InvalidNetworkAclID.NotFound",
-            format!("no network ACL {nacl}"),
-        )
+        AwsError::from(Own::NaclNotFound {
+            nacl: nacl.to_string(),
+        })
     })?;
     Ok(direction_entries(acl, egress))
 }
@@ -168,13 +165,315 @@ impl VictimGuard for Alone {
     async fn give_back(&self, _rule: i32, _cidr: IpNet) {}
 }
 
+/// One entry of a NACL direction, as the decisions below need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Its rule number.
+    pub rule: i32,
+    /// A deny (not an allow).
+    pub deny: bool,
+    /// Its CIDR, if it has one Firebreak can read.
+    pub cidr: Option<IpNet>,
+}
+
+fn view(list: &[NetworkAclEntry]) -> Vec<Entry> {
+    list.iter()
+        .filter_map(|e| {
+            Some(Entry {
+                rule: e.rule_number()?,
+                deny: e.rule_action() == Some(&RuleAction::Deny),
+                cidr: entry_cidr(e),
+            })
+        })
+        .collect()
+}
+
+/// Where a block goes, as one read of a NACL direction says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A deny for the CIDR is there already, at this rule.
+    Exists(i32),
+    /// This number is free and the quota has room.
+    Free(i32),
+    /// The range or the quota is full: an entry of Firebreak's must go.
+    Full,
+}
+
+/// Entries counted against the quota: the default rule counts even if a
+/// reader omits it.
+fn counted(entries: &[Entry]) -> usize {
+    entries.len() + usize::from(!entries.iter().any(|e| e.rule == DEFAULT_RULE))
+}
+
+/// Where a block of `cidr` goes in `entries` (one direction): the entry
+/// that denies it already, else the lowest free number of `range` while
+/// the direction holds fewer than `quota` entries, else full. Pure: the
+/// slot choice, tested by table.
+pub fn slot(entries: &[Entry], cidr: IpNet, range: (u16, u16), quota: usize) -> Slot {
+    if let Some(e) = entries.iter().find(|e| e.deny && e.cidr == Some(cidr)) {
+        return Slot::Exists(e.rule);
+    }
+    let used: BTreeSet<i32> = entries.iter().map(|e| e.rule).collect();
+    let free = (i32::from(range.0)..=i32::from(range.1)).find(|n| !used.contains(n));
+    match free {
+        Some(n) if counted(entries) < quota => Slot::Free(n),
+        _ => Slot::Full,
+    }
+}
+
+/// Which of Firebreak's entries (those in `range`) go first when one must:
+/// the ones the ledger knows, oldest first (`ages`, oldest first; a marker
+/// counts only while its rule still holds its CIDR), then the ones it does
+/// not know yet (most likely being placed right now by a concurrent writer
+/// whose marker is not written), by rule number. Entries outside the range
+/// are never candidates. Pure: the eviction order, tested by table.
+pub fn eviction_order(
+    entries: &[Entry],
+    range: (u16, u16),
+    ages: &[(i32, IpNet)],
+) -> Vec<(i32, IpNet)> {
+    let in_range = |n: i32| n >= i32::from(range.0) && n <= i32::from(range.1);
+    let ours: BTreeSet<i32> = entries
+        .iter()
+        .map(|e| e.rule)
+        .filter(|n| in_range(*n))
+        .collect();
+    let holds = |n: i32, c: IpNet| entries.iter().any(|e| e.rule == n && e.cidr == Some(c));
+    let known: Vec<i32> = ages
+        .iter()
+        .filter(|(n, c)| ours.contains(n) && holds(*n, *c))
+        .map(|(n, _)| *n)
+        .collect();
+    let unknown = ours.iter().copied().filter(|n| !known.contains(n));
+    known
+        .iter()
+        .copied()
+        .chain(unknown)
+        .filter_map(|n| {
+            let cidr = entries.iter().find(|e| e.rule == n).and_then(|e| e.cidr)?;
+            Some((n, cidr))
+        })
+        .collect()
+}
+
+/// A block placed (or found) in one NACL.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// What happened, and the entry as the record keeps it.
+    pub step: Step,
+    /// The entry, as the record keeps it.
+    pub entry: BlockEntry,
+    /// The entry's rule number.
+    pub rule_number: i32,
+    /// The entries deleted to make room for it.
+    pub evicted: Vec<Evicted>,
+}
+
+/// How a create at a chosen number went.
+enum Created {
+    /// The entry is there.
+    Yes,
+    /// A concurrent writer took the number: read again.
+    Taken,
+    /// AWS counts fewer free entries than the read did (its answer).
+    OverQuota(AwsError),
+}
+
+/// One block being placed in one NACL direction.
+struct Blocking<'a> {
+    ec2: &'a aws_sdk_ec2::Client,
+    nacl: &'a str,
+    cidr: IpNet,
+    spec: BlockSpec,
+    calls: Vec<String>,
+    evicted: Vec<Evicted>,
+}
+
+impl Blocking<'_> {
+    fn direction(&self) -> &'static str {
+        if self.spec.egress {
+            "egress"
+        } else {
+            "ingress"
+        }
+    }
+
+    fn entry(&self, rule_number: i32) -> NaclEntry {
+        NaclEntry {
+            network_acl_id: self.nacl.to_string(),
+            egress: self.spec.egress,
+            cidr: self.cidr.to_string(),
+            rule_number,
+        }
+    }
+
+    /// The block is there already: nothing changed, nothing to lift later.
+    fn found(self, n: i32) -> Placed {
+        let (cidr, direction, nacl) = (self.cidr, self.direction(), self.nacl);
+        let prior = BlockEntry {
+            entry: self.entry(n),
+            existed: true,
+            evicted: None,
+        };
+        Placed {
+            step: Step::new(
+                true,
+                format!("{cidr} already denied ({direction} rule {n} of {nacl})"),
+                prior::to_json(&prior),
+                self.calls,
+            ),
+            entry: prior,
+            rule_number: n,
+            evicted: self.evicted,
+        }
+    }
+
+    /// The block was placed at `number`.
+    fn placed(self, number: i32) -> Placed {
+        let (cidr, direction, nacl) = (self.cidr, self.direction(), self.nacl);
+        let prior = BlockEntry {
+            entry: self.entry(number),
+            existed: false,
+            evicted: Some(self.evicted.clone()),
+        };
+        Placed {
+            step: Step::new(
+                false,
+                format!("{cidr} denied ({direction} rule {number} of {nacl})"),
+                prior::to_json(&prior),
+                self.calls,
+            ),
+            entry: prior,
+            rule_number: number,
+            evicted: self.evicted,
+        }
+    }
+
+    /// Deletes the oldest of Firebreak's entries whose guard it gets, under
+    /// that guard and only while its rule still holds what was read. `None`
+    /// when none could be taken now (read again).
+    async fn evict(
+        &mut self,
+        entries: &[Entry],
+        guard: &impl VictimGuard,
+        age_order: &impl AsyncFn() -> Vec<(i32, IpNet)>,
+    ) -> Result<Option<(i32, IpNet)>, AwsError> {
+        let range = self.spec.range;
+        let in_range = |n: i32| n >= i32::from(range.0) && n <= i32::from(range.1);
+        if !entries.iter().any(|e| in_range(e.rule)) {
+            return Err(Own::NaclFull {
+                nacl: self.nacl.to_string(),
+                direction: self.direction(),
+            }
+            .into());
+        }
+        let mut chosen = None;
+        for (n, c) in eviction_order(entries, range, &age_order().await) {
+            if guard.take(n, c).await {
+                chosen = Some((n, c));
+                break;
+            }
+        }
+        let Some((victim, net)) = chosen else {
+            // Every candidate is being evicted by someone else: read again
+            // once they are done.
+            self.calls.push("evictions elsewhere".into());
+            return Ok(None);
+        };
+        // Under the guard, the rule must still hold what we read.
+        let now = view(&entries_of(self.ec2, self.nacl, self.spec.egress).await?);
+        self.calls.push("DescribeNetworkAcls".to_string());
+        if !now.iter().any(|e| e.rule == victim && e.cidr == Some(net)) {
+            guard.give_back(victim, net).await;
+            return Ok(None);
+        }
+        if !self.delete(victim, net, guard).await? {
+            return Ok(None);
+        }
+        self.evicted.push(Evicted {
+            rule_number: victim,
+            cidr: net.to_string(),
+        });
+        Ok(Some((victim, net)))
+    }
+
+    /// Deletes the victim (its guard held). `false` when it was gone
+    /// already (the expirer or a release lifted it): read again.
+    async fn delete(
+        &mut self,
+        victim: i32,
+        net: IpNet,
+        guard: &impl VictimGuard,
+    ) -> Result<bool, AwsError> {
+        let deleted = self
+            .ec2
+            .delete_network_acl_entry()
+            .network_acl_id(self.nacl)
+            .rule_number(victim)
+            .egress(self.spec.egress)
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            // Gone already: read again. Anything else is a real failure.
+            let err = AwsError::from_sdk("DeleteNetworkAclEntry", e);
+            let now = entries_of(self.ec2, self.nacl, self.spec.egress).await;
+            guard.give_back(victim, net).await;
+            if now?.iter().any(|e| e.rule_number() == Some(victim)) {
+                return Err(err);
+            }
+            self.calls.push("DeleteNetworkAclEntry (gone)".into());
+            return Ok(false);
+        }
+        self.calls.push("DeleteNetworkAclEntry".into());
+        Ok(true)
+    }
+
+    /// Creates the deny at `number`; the guard of an evicted entry it
+    /// replaces is given back whatever happens.
+    async fn create(
+        &mut self,
+        number: i32,
+        guarded: Option<(i32, IpNet)>,
+        guard: &impl VictimGuard,
+    ) -> Result<Created, AwsError> {
+        let mut req = self
+            .ec2
+            .create_network_acl_entry()
+            .network_acl_id(self.nacl)
+            .rule_number(number)
+            .egress(self.spec.egress)
+            .protocol("-1")
+            .rule_action(RuleAction::Deny);
+        req = match self.cidr {
+            IpNet::V4(_) => req.cidr_block(self.cidr.to_string()),
+            IpNet::V6(_) => req.ipv6_cidr_block(self.cidr.to_string()),
+        };
+        let created = req.send().await;
+        if let Some((n, c)) = guarded {
+            guard.give_back(n, c).await;
+        }
+        let Err(e) = created else {
+            self.calls.push("CreateNetworkAclEntry".into());
+            return Ok(Created::Yes);
+        };
+        let err = AwsError::from_sdk("CreateNetworkAclEntry", e);
+        if err.is("NetworkAclEntryAlreadyExists") {
+            self.calls.push("CreateNetworkAclEntry (taken)".into());
+            return Ok(Created::Taken);
+        }
+        if err.is("NetworkAclEntryLimitExceeded") {
+            return Ok(Created::OverQuota(err));
+        }
+        Err(err)
+    }
+}
+
 /// Adds (or finds) a deny entry for `cidr` in `nacl`. `age_order` gives
 /// Firebreak's markers for this NACL direction from oldest to newest; it is
 /// asked only when an entry must be evicted (so the common case costs no
 /// ledger read). A marker counts only if its rule number still holds its
 /// CIDR. The oldest marked entry goes first; an entry in the range without
-/// a marker goes only when no marked one is left (it is most likely being
-/// placed right now by a concurrent writer whose marker is not written yet).
+/// a marker goes only when no marked one is left (see [`eviction_order`]).
 ///
 /// Creating at a free number never removes anything, so any number of
 /// writers may do it at once (a collision is retried). Evicting deletes by
@@ -188,10 +487,15 @@ pub async fn block_ip(
     guard: &impl VictimGuard,
     age_order: impl AsyncFn() -> Vec<(i32, IpNet)>,
     mut read: Option<Vec<NetworkAclEntry>>,
-) -> Result<(Step, i32, Vec<(i32, String)>), AwsError> {
-    let direction = if spec.egress { "egress" } else { "ingress" };
-    let mut calls = Vec::new();
-    let mut evicted: Vec<(i32, String)> = Vec::new();
+) -> Result<Placed, AwsError> {
+    let mut b = Blocking {
+        ec2,
+        nacl,
+        cidr,
+        spec,
+        calls: Vec::new(),
+        evicted: Vec::new(),
+    };
     let mut quota = spec.quota;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -201,173 +505,36 @@ pub async fn block_ip(
         // The first attempt uses the caller's read (`read`), if any.
         let list = match read.take() {
             Some(list) => list,
-            None => entries(ec2, nacl, spec.egress).await?,
+            None => entries_of(ec2, nacl, spec.egress).await?,
         };
-        calls.push("DescribeNetworkAcls".to_string());
-        if let Some(e) = list
-            .iter()
-            .find(|e| e.rule_action() == Some(&RuleAction::Deny) && entry_cidr(e) == Some(cidr))
-        {
-            let n = e.rule_number().unwrap_or_default();
-            return Ok((
-                Step::new(
-                    true,
-                    format!("{cidr} already denied ({direction} rule {n} of {nacl})"),
-                    json!({ "network_acl_id": nacl, "egress": spec.egress, "cidr": cidr.to_string(), "rule_number": n, "existed": true }),
-                    calls,
-                ),
-                n,
-                evicted,
-            ));
-        }
-        let used: BTreeSet<i32> = list.iter().filter_map(|e| e.rule_number()).collect();
-        let in_range = |n: i32| n >= i32::from(spec.range.0) && n <= i32::from(spec.range.1);
-        // The default rule counts towards the quota even if a reader omits it.
-        let counted = list.len() + usize::from(!used.contains(&DEFAULT_RULE));
-        let counted_now = counted;
-        let free = (i32::from(spec.range.0)..=i32::from(spec.range.1)).find(|n| !used.contains(n));
-        let mut guarded = None;
-        let number = match free {
-            Some(n) if counted < quota => n,
-            _ => {
-                // Full: evict the oldest Firebreak entry in the range.
-                let ours: Vec<i32> = used.iter().copied().filter(|n| in_range(*n)).collect();
-                let holds = |n: i32, c: IpNet| {
-                    list.iter()
-                        .any(|e| e.rule_number() == Some(n) && entry_cidr(e) == Some(c))
-                };
-                let known: Vec<i32> = age_order()
-                    .await
-                    .iter()
-                    .filter(|(n, c)| ours.contains(n) && holds(*n, *c))
-                    .map(|(n, _)| *n)
-                    .collect();
-                if ours.is_empty() {
-                    return Err(AwsError::local(
-                        "CreateNetworkAclEntry",
-                        "NetworkAclEntryLimitExceeded",
-                        format!("{nacl} {direction} is full and holds no Firebreak entry to evict"),
-                    ));
-                }
-                // Oldest marked first, then unmarked ones (most likely being
-                // placed right now); the first whose guard we get.
-                let candidates = known
-                    .iter()
-                    .copied()
-                    .chain(ours.iter().copied().filter(|n| !known.contains(n)));
-                let mut chosen = None;
-                for n in candidates {
-                    let Some(c) = list
-                        .iter()
-                        .find(|e| e.rule_number() == Some(n))
-                        .and_then(entry_cidr)
-                    else {
-                        continue;
-                    };
-                    if guard.take(n, c).await {
-                        chosen = Some((n, c));
-                        break;
-                    }
-                }
-                let Some((victim, victim_net)) = chosen else {
-                    // Every candidate is being evicted by someone else:
-                    // read again once they are done.
-                    calls.push("evictions elsewhere".into());
-                    continue;
-                };
-                // Under the guard, the rule must still hold what we read.
-                let now = entries(ec2, nacl, spec.egress).await?;
-                calls.push("DescribeNetworkAcls".to_string());
-                let still = now
-                    .iter()
-                    .any(|e| e.rule_number() == Some(victim) && entry_cidr(e) == Some(victim_net));
-                if !still {
-                    guard.give_back(victim, victim_net).await;
-                    continue;
-                }
-                let victim_cidr = victim_net.to_string();
-                guarded = Some((victim, victim_net));
-                if let Err(e) = ec2
-                    .delete_network_acl_entry()
-                    .network_acl_id(nacl)
-                    .rule_number(victim)
-                    .egress(spec.egress)
-                    .send()
-                    .await
-                {
-                    // Gone already (the expirer or a release lifted it):
-                    // read again. Anything else is a real failure.
-                    let err = AwsError::from_sdk("DeleteNetworkAclEntry", e);
-                    let now = entries(ec2, nacl, spec.egress).await;
-                    guard.give_back(victim, victim_net).await;
-                    if now?.iter().any(|e| e.rule_number() == Some(victim)) {
-                        return Err(err);
-                    }
-                    calls.push("DeleteNetworkAclEntry (gone)".into());
-                    continue;
-                }
-                calls.push("DeleteNetworkAclEntry".into());
-                evicted.push((victim, victim_cidr));
-                victim
-            }
+        b.calls.push("DescribeNetworkAcls".to_string());
+        let entries = view(&list);
+        let (number, guarded) = match slot(&entries, cidr, spec.range, quota) {
+            Slot::Exists(n) => return Ok(b.found(n)),
+            Slot::Free(n) => (n, None),
+            Slot::Full => match b.evict(&entries, guard, &age_order).await? {
+                Some(victim) => (victim.0, Some(victim)),
+                None => continue,
+            },
         };
-        let mut req = ec2
-            .create_network_acl_entry()
-            .network_acl_id(nacl)
-            .rule_number(number)
-            .egress(spec.egress)
-            .protocol("-1")
-            .rule_action(RuleAction::Deny);
-        req = match cidr {
-            IpNet::V4(_) => req.cidr_block(cidr.to_string()),
-            IpNet::V6(_) => req.ipv6_cidr_block(cidr.to_string()),
-        };
-        let created = req.send().await;
-        if let Some((n, c)) = guarded {
-            guard.give_back(n, c).await;
-        }
-        match created {
-            Ok(_) => {
-                calls.push("CreateNetworkAclEntry".into());
-                return Ok((
-                    Step::new(
-                        false,
-                        format!("{cidr} denied ({direction} rule {number} of {nacl})"),
-                        json!({
-                            "network_acl_id": nacl, "egress": spec.egress, "cidr": cidr.to_string(),
-                            "rule_number": number, "existed": false,
-                            "evicted": evicted.iter().map(|(n, c)| json!({ "rule_number": n, "cidr": c })).collect::<Vec<_>>(),
-                        }),
-                        calls,
-                    ),
-                    number,
-                    evicted,
-                ));
+        match b.create(number, guarded, guard).await? {
+            Created::Yes => return Ok(b.placed(number)),
+            Created::Taken => {}
+            // AWS counts fewer free entries than we did (a writer outside
+            // our range, or a lower quota): plan with what AWS says and
+            // evict.
+            Created::OverQuota(_) if quota > 2 => {
+                b.calls.push("CreateNetworkAclEntry (limit)".into());
+                quota = counted(&entries).min(quota - 1);
             }
-            Err(e) => {
-                let err = AwsError::from_sdk("CreateNetworkAclEntry", e);
-                if err.is("NetworkAclEntryAlreadyExists") {
-                    // A concurrent writer took the number: read again.
-                    calls.push("CreateNetworkAclEntry (taken)".into());
-                    continue;
-                }
-                if err.is("NetworkAclEntryLimitExceeded") && quota > 2 {
-                    // AWS counts fewer free entries than we did (a writer
-                    // outside our range, or a lower quota): plan with what
-                    // AWS says and evict.
-                    calls.push("CreateNetworkAclEntry (limit)".into());
-                    quota = counted_now.min(quota - 1);
-                    continue;
-                }
-                return Err(err);
-            }
+            Created::OverQuota(err) => return Err(err),
         }
     }
-    Err(AwsError::local(
-        "CreateNetworkAclEntry",
-        "TooManyCollisions",
-        format!("could not find a free rule number in {nacl} after {ATTEMPTS} tries"),
-    ))
+    Err(Own::TooManyCollisions {
+        nacl: nacl.to_string(),
+        attempts: ATTEMPTS,
+    }
+    .into())
 }
 
 /// Removes a Firebreak deny entry, but only if the rule number still holds
@@ -380,9 +547,14 @@ pub async fn unblock(
     cidr: IpNet,
 ) -> Result<Step, AwsError> {
     let direction = if egress { "egress" } else { "ingress" };
-    let list = entries(ec2, nacl, egress).await?;
+    let list = entries_of(ec2, nacl, egress).await?;
     let mut calls = vec!["DescribeNetworkAcls".to_string()];
-    let prior = json!({ "network_acl_id": nacl, "egress": egress, "cidr": cidr.to_string(), "rule_number": rule_number });
+    let prior = prior::to_json(&NaclEntry {
+        network_acl_id: nacl.to_string(),
+        egress,
+        cidr: cidr.to_string(),
+        rule_number,
+    });
     let ours = list.iter().any(|e| {
         e.rule_number() == Some(rule_number)
             && e.rule_action() == Some(&RuleAction::Deny)

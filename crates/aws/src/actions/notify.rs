@@ -10,7 +10,7 @@ use firebreak_core::config::NoticeFormat;
 use firebreak_core::PlannedIncident;
 use serde_json::json;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::outcome::{ActionOutcome, Status};
 
 /// SNS's limit for a whole message, attributes included.
@@ -247,7 +247,7 @@ fn attr(value: &str) -> Result<MessageAttributeValue, AwsError> {
         .data_type("String")
         .string_value(value)
         .build()
-        .map_err(|e| AwsError::local("Publish", "InvalidParameter", e.to_string()))
+        .map_err(|e| Own::InvalidAttribute(e.to_string()).into())
 }
 
 /// Publishes one notice.

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 use futures_util::future::join_all;
-use serde_json::json;
 
 use super::isolate::{attached_to, tags_on, INCIDENT_TAG};
 use crate::error::AwsError;
 use crate::gate::Gate;
 use crate::outcome::Step;
+use crate::prior::{self, SnapshotPrior, SnapshotRef};
 
 /// The snapshots tagged with the incident (of `volume` only, if given).
 async fn incident_snapshots(
@@ -135,11 +135,19 @@ pub async fn snapshot_volumes(
         calls.extend(more);
         new_ids.insert(*vol, id);
     }
-    let snapshots: Vec<serde_json::Value> = vols
+    let snapshots: Vec<SnapshotRef> = vols
         .iter()
         .map(|vol| match had(vol) {
-            Some(s) => json!({ "volume_id": vol, "snapshot_id": s.snapshot_id(), "existed": true }),
-            None => json!({ "volume_id": vol, "snapshot_id": new_ids.get(vol), "existed": false }),
+            Some(s) => SnapshotRef {
+                volume_id: vol.to_string(),
+                snapshot_id: s.snapshot_id().map(str::to_string),
+                existed: true,
+            },
+            None => SnapshotRef {
+                volume_id: vol.to_string(),
+                snapshot_id: new_ids.get(vol).cloned().flatten(),
+                existed: false,
+            },
         })
         .collect();
     let created = to_make.len();
@@ -149,7 +157,10 @@ pub async fn snapshot_volumes(
             "{} snapshot(s) of the volumes of {instance_id} ({created} new)",
             snapshots.len()
         ),
-        json!({ "instance_id": instance_id, "snapshots": snapshots }),
+        prior::to_json(&SnapshotPrior {
+            instance_id: instance_id.into(),
+            snapshots,
+        }),
         calls,
     ))
 }

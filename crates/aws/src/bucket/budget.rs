@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout;
 use super::{Cond, RecordStore};
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::jitter::spread;
 
 /// The counter of one budget window.
@@ -120,14 +120,7 @@ pub async fn spend(
         // Spread the retries of writers that lost together.
         tokio::time::sleep(spread(5, 30)).await;
     }
-    Err(AwsError {
-        retryable: true,
-        ..AwsError::local(
-            "PutObject",
-            "BudgetContention",
-            format!("the budget counter {key} kept changing under 64 attempts"),
-        )
-    })
+    Err(Own::BudgetContention { key }.into())
 }
 
 #[cfg(test)]

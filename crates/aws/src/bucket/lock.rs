@@ -11,7 +11,7 @@ use tracing::warn;
 use super::claim::{owner_id, rfc3339, take_over, ClaimBody, Held, TakeOver};
 use super::layout;
 use super::{Cond, RecordStore};
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::jitter::spread;
 
 /// A short exclusive lock (the same object protocol as a claim, without an
@@ -46,14 +46,11 @@ impl<'a> Lock<'a> {
             match lock_once(store, key, &body).await? {
                 Ok(held) => return Ok(Lock { store, held }),
                 Err(until) if tokio::time::Instant::now() >= deadline => {
-                    return Err(AwsError {
-                        retryable: true,
-                        ..AwsError::local(
-                            "Lock",
-                            "LockHeld",
-                            format!("{key} stayed locked (until {until})"),
-                        )
-                    })
+                    return Err(Own::LockHeld {
+                        key: key.to_string(),
+                        until,
+                    }
+                    .into())
                 }
                 Err(_) => {
                     // Not faster: every poll is a request to S3, and the

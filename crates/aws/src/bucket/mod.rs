@@ -27,7 +27,7 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::outcome::ActionOutcome;
 
 /// Where and how records are written.
@@ -107,7 +107,7 @@ impl RecordStore {
         cond: Option<Cond<'_>>,
     ) -> Result<Option<String>, AwsError> {
         let bytes = serde_json::to_vec_pretty(body)
-            .map_err(|e| AwsError::local("PutObject", "SerializationError", e.to_string()))?;
+            .map_err(|e| AwsError::from(Own::Serialization(e.to_string())))?;
         let (if_none_match, if_match) = match cond {
             Some(Cond::New) => (Some("*".to_string()), None),
             Some(Cond::Match(etag)) => (None, Some(etag.to_string())),
@@ -176,10 +176,11 @@ impl RecordStore {
             }
         };
         let etag = body.e_tag().unwrap_or_default().to_string();
-        let bytes = body.body.collect().await.map_err(|e| AwsError {
-            retryable: true,
-            ..AwsError::local("GetObject", "ReadError", e.to_string())
-        })?;
+        let bytes = body
+            .body
+            .collect()
+            .await
+            .map_err(|e| AwsError::from(Own::ReadBody(e.to_string())))?;
         Ok(serde_json::from_slice::<T>(&bytes.into_bytes())
             .ok()
             .map(|v| (v, etag)))

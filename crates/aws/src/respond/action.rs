@@ -13,7 +13,7 @@ use crate::bucket::budget::{self, Spent};
 use crate::bucket::claim::{Claim, Claims, Held};
 use crate::bucket::layout;
 use crate::bucket::RecordStore;
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::{ActionOutcome, Status, Step};
 
@@ -21,18 +21,11 @@ use crate::outcome::{ActionOutcome, Status, Step};
 pub const CLAIM_HELD: &str = "ClaimHeld";
 
 pub(super) fn claim_held(a: &Action, until: &str) -> AwsError {
-    AwsError {
-        retryable: true,
-        ..AwsError::local(
-            "Claim",
-            CLAIM_HELD,
-            format!(
-                "another delivery is carrying out {} {} (its claim runs until {until}); a retry reads its outcome",
-                a.kind.as_str(),
-                a.target
-            ),
-        )
+    Own::ClaimHeld {
+        action: format!("{} {}", a.kind.as_str(), a.target),
+        until: until.to_string(),
     }
+    .into()
 }
 
 /// An outcome an earlier (or concurrent) delivery recorded, as this one
@@ -203,11 +196,7 @@ impl Executor {
         .shared();
         let gate = Gate::after(decision.clone().map(|d| match d {
             Decided::Go(_) => Ok(()),
-            Decided::Stop(_) => Err(AwsError::local(
-                "Claim",
-                "NotCarriedOut",
-                "another delivery has it, or the budget holds it",
-            )),
+            Decided::Stop(_) => Err(Own::NotCarriedOut.into()),
         }));
         let (decided, contained) = join(decision, self.contain(plan, index, a, &gate)).await;
         let held = match decided {

@@ -15,6 +15,7 @@
 //! - `record`: the incident record and the outcomes kept beside it.
 
 mod action;
+mod blocks;
 mod contain;
 mod notices;
 mod record;
@@ -35,11 +36,12 @@ use crate::actions::logs::Polling;
 use crate::actions::nacl;
 use crate::bucket::RecordStore;
 use crate::clients::Clients;
-use crate::error::AwsError;
+use crate::error::{AwsError, Own};
 use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
 use crate::place::{Place, Places, Unreachable};
 pub use crate::progress::Progress;
 pub use crate::report::{IncidentReport, Response};
+use crate::undo::Undo;
 pub use action::CLAIM_HELD;
 pub use record::RECORD_SCHEMA;
 
@@ -97,11 +99,7 @@ pub(crate) fn from_result(
 ) -> ActionOutcome {
     match result {
         Ok(step) => {
-            let status = match (&step.refused, step.already) {
-                (Some(_), _) => Status::Skipped,
-                (None, true) => Status::AlreadyDone,
-                (None, false) => Status::Done,
-            };
+            let status = step.change.status();
             ActionOutcome {
                 prior_state: step.prior_state,
                 calls: step.calls,
@@ -150,11 +148,10 @@ pub(crate) fn param<'a>(
     v: Option<&'a str>,
 ) -> Result<&'a str, AwsError> {
     v.ok_or_else(|| {
-        AwsError::local(
-            "Execute",
-            "InvalidPlan",
-            format!("{} {} has no {what}", a.kind.as_str(), a.target),
-        )
+        AwsError::from(Own::InvalidPlan {
+            operation: "Execute",
+            what: format!("{} {} has no {what}", a.kind.as_str(), a.target),
+        })
     })
 }
 
@@ -245,6 +242,19 @@ impl Executor {
         incident_id: &str,
     ) -> Result<Executor, Unreachable> {
         Ok(self.at(self.places.get(account, region, incident_id).await?))
+    }
+
+    /// Lifts every block whose time is up, from the block ledger, and files
+    /// a record of each lift under `expired/dt=YYYY-MM-DD/`. Blocks without
+    /// an expiry, and blocks still running, are left alone (see
+    /// [`crate::undo`]).
+    pub async fn expire_blocks(
+        &self,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<crate::undo::Expiry>, AwsError> {
+        Undo::of(self, "ExpireBlocks", "there is no block ledger")?
+            .expire(now)
+            .await
     }
 
     /// Reports each step of a long operation to `progress`.
@@ -359,7 +369,7 @@ pub async fn respond_asking(
         let (known, guessed) = (&known, &guessed);
         async move {
             if let Some(exec) = guessable(p, cfg).and_then(|a| guessed.get(a)) {
-                return Ok(exec.run(p).await);
+                return Ok::<_, AwsError>(exec.run(p).await);
             }
             let exec = known
                 .get_or_try_init(|| async {
