@@ -77,6 +77,8 @@ style: venv venv-scan ## cargo fmt --check; cfn-lint, sam validate --lint, check
 	@# Any finding fails; accepted ones are skipped in the resource's Metadata, with the reason.
 	$(SCAN_VENV)/bin/checkov --framework cloudformation --skip-download --quiet --compact $(foreach t,$(TEMPLATES),--file $(t))
 	$(VENV)/bin/python3 tests/templates/check_templates.py .
+	@# No module cycle; in crates/aws, actions/ and bucket/ name no use case.
+	python3 tests/layering/check_layering.py .
 	@# The core must not depend on tokio, an AWS SDK or the Lambda runtime.
 	@if $(CARGO) tree -p firebreak-core -e normal --prefix none --locked | grep -E '^(tokio|aws-sdk-|aws-config|lambda_runtime|hyper) '; then \
 	  echo "crates/core must stay pure: the dependencies above do not belong in it"; exit 1; fi

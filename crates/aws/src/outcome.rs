@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AwsError;
 
+/// Now, as outcomes and records write it (RFC 3339, milliseconds, UTC).
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The result of one action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

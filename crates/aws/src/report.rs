@@ -100,3 +100,66 @@ impl Response {
         self.incidents.iter().any(|i| !i.held().is_empty())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::ErrorInfo;
+    use firebreak_core::ActionKind;
+    use serde_json::Value;
+
+    #[test]
+    fn any_failed_action_is_a_failure_containment_named_first() {
+        let failed =
+            |index: usize, kind: ActionKind, target: &str, detail: &str, code: Option<&str>| {
+                ActionOutcome {
+                    index,
+                    kind,
+                    target: target.into(),
+                    status: Status::Failed,
+                    detail: detail.into(),
+                    prior_state: Value::Null,
+                    calls: Vec::new(),
+                    error: code.map(|c| ErrorInfo {
+                        operation: "Op".into(),
+                        code: Some(c.into()),
+                        message: "m".into(),
+                        retryable: false,
+                    }),
+                    at: "2026-11-22T03:00:00.000Z".into(),
+                }
+            };
+        let report = IncidentReport {
+            id: "fb-00000000000000000000".into(),
+            severity: firebreak_core::Severity::High,
+            incident_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
+            record: None,
+            actions: vec![
+                failed(
+                    2,
+                    ActionKind::NotifyTeam,
+                    "team",
+                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
+                    None,
+                ),
+                failed(
+                    0,
+                    ActionKind::BlockIp,
+                    "198.51.100.7/32",
+                    "…",
+                    Some("UnauthorizedOperation"),
+                ),
+            ],
+        };
+        assert_eq!(
+            report.failure().as_deref(),
+            Some("incident fb-00000000000000000000: failed: block_ip 198.51.100.7/32 (UnauthorizedOperation); notify_team team (FIREBREAK_TEAM_TOPIC_ARN is not set)")
+        );
+        assert!(!report.retryable());
+        let fine = IncidentReport {
+            actions: Vec::new(),
+            ..report
+        };
+        assert_eq!(fine.failure(), None);
+    }
+}

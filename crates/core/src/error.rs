@@ -1,7 +1,11 @@
 //! Why an input was refused. Every variant names what was expected, so the
 //! one-line message a responder sees at 3 a.m. says what to fix.
 
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use thiserror::Error;
+
+use crate::sanitize;
 
 /// An input event that Firebreak cannot turn into incidents.
 ///
@@ -102,4 +106,26 @@ pub enum ConfigError {
         /// What was wrong.
         message: String,
     },
+}
+
+/// Deserialises `value` into `T`; a refusal names `context` and the JSON
+/// path of the field (under `prefix`).
+pub(crate) fn typed<T: DeserializeOwned>(
+    value: Value,
+    context: &'static str,
+    prefix: &str,
+) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner.as_str()) {
+            (true, _) => inner.clone(),
+            (false, ".") => prefix.to_string(),
+            (false, _) => format!("{prefix}.{inner}"),
+        };
+        ParseError::Field {
+            context,
+            path,
+            message: sanitize::text(&e.into_inner().to_string()),
+        }
+    })
 }

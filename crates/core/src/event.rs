@@ -20,11 +20,10 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sns::SnsEvent;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::ParseError;
+use crate::error::{typed, ParseError};
 use crate::guardduty::Finding;
 use crate::sanitize;
 pub use crate::securityhub::SecurityHubEvent;
@@ -349,28 +348,6 @@ fn describe(value: &Value) -> String {
         Value::Bool(_) => "a JSON boolean".to_string(),
         Value::Null => "null".to_string(),
     }
-}
-
-/// Deserialises `value` into `T`; a refusal names `context` and the JSON
-/// path of the field (under `prefix`).
-pub(crate) fn typed<T: DeserializeOwned>(
-    value: Value,
-    context: &'static str,
-    prefix: &str,
-) -> Result<T, ParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let path = match (prefix.is_empty(), inner.as_str()) {
-            (true, _) => inner.clone(),
-            (false, ".") => prefix.to_string(),
-            (false, _) => format!("{prefix}.{inner}"),
-        };
-        ParseError::Field {
-            context,
-            path,
-            message: sanitize::text(&e.into_inner().to_string()),
-        }
-    })
 }
 
 fn parse_value(value: Value) -> Result<Event, ParseError> {

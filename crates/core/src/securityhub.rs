@@ -107,8 +107,8 @@ pub(crate) fn parse_event(value: Value) -> Result<SecurityHubEvent, ParseError> 
     }
     let custom = detail_type == CUSTOM_ACTION;
     let event: aws_lambda_events::eventbridge::EventBridgeEvent<Value> =
-        crate::event::typed(value, "EventBridge event", "")?;
-    let detail: Detail = crate::event::typed(event.detail, CTX, "detail")?;
+        crate::error::typed(value, "EventBridge event", "")?;
+    let detail: Detail = crate::error::typed(event.detail, CTX, "detail")?;
     if detail.findings.is_empty() {
         return Err(ParseError::Invalid {
             context: CTX,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use aws_sdk_cloudwatchlogs::types::QueryStatus;
+use aws_sdk_cloudwatchlogs::types::{QueryStatus, ResultField};
 use chrono::DateTime;
 use serde_json::json;
 
@@ -143,6 +143,30 @@ pub struct Offender {
     pub failures: u64,
 }
 
+/// The rows' addresses at or over `threshold`, most failures first, once
+/// each (see [`offending_ips`] for the rows' contract).
+fn offenders(rows: &[Vec<ResultField>], threshold: u32) -> Vec<Offender> {
+    let mut out: Vec<Offender> = rows
+        .iter()
+        .filter_map(|row| {
+            let ip = row
+                .iter()
+                .find_map(|f| f.value().and_then(|v| v.trim().parse::<IpAddr>().ok()))?;
+            let failures = row
+                .iter()
+                .find(|f| f.field() == Some("failures"))
+                .and_then(|f| f.value())
+                .and_then(|v| v.trim().parse::<f64>().ok())?;
+            // Insights returns counts as decimal text.
+            let failures = failures.max(0.0).round() as u64;
+            (failures >= u64::from(threshold)).then_some(Offender { ip, failures })
+        })
+        .collect();
+    out.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.ip.cmp(&b.ip)));
+    out.dedup_by_key(|o| o.ip);
+    out
+}
+
 /// Runs the configured Insights query over the alarm's window and returns
 /// every address at or over `threshold`, most failures first.
 ///
@@ -189,28 +213,7 @@ pub async fn offending_ips(
             .map_err(|e| AwsError::from_sdk("GetQueryResults", e))?;
         calls.push("GetQueryResults".into());
         match r.status() {
-            Some(QueryStatus::Complete) => {
-                let mut out: Vec<Offender> = r
-                    .results()
-                    .iter()
-                    .filter_map(|row| {
-                        let ip = row.iter().find_map(|f| {
-                            f.value().and_then(|v| v.trim().parse::<IpAddr>().ok())
-                        })?;
-                        let failures = row
-                            .iter()
-                            .find(|f| f.field() == Some("failures"))
-                            .and_then(|f| f.value())
-                            .and_then(|v| v.trim().parse::<f64>().ok())?;
-                        // Insights returns counts as decimal text.
-                        let failures = failures.max(0.0).round() as u64;
-                        (failures >= u64::from(threshold)).then_some(Offender { ip, failures })
-                    })
-                    .collect();
-                out.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.ip.cmp(&b.ip)));
-                out.dedup_by_key(|o| o.ip);
-                return Ok((out, calls));
-            }
+            Some(QueryStatus::Complete) => return Ok((offenders(r.results(), threshold), calls)),
             Some(QueryStatus::Failed | QueryStatus::Cancelled | QueryStatus::Timeout) => {
                 return Err(AwsError {
                     operation: "GetQueryResults",

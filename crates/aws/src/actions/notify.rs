@@ -60,8 +60,31 @@ pub fn subject(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
 
 /// The readable part, then the JSON.
 pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Option<&str>) -> String {
-    let i = &plan.incident;
     let mut m = String::new();
+    heading(&mut m, plan);
+    what_was_done(&mut m, outcomes);
+    what_next(&mut m, plan, outcomes, record);
+    // The readable part is bounded too (an incident with very many actions
+    // must still be deliverable); the record in S3 has everything.
+    let readable_cap = MAX_MESSAGE_BYTES / 2;
+    if m.len() > readable_cap {
+        let mut cut = readable_cap;
+        while !m.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        m.truncate(cut);
+        m.push_str("\n… (cut: the record has every action)\n");
+    }
+    let budget = MAX_MESSAGE_BYTES.saturating_sub(4096 + m.len());
+    let text = machine(plan, outcomes, record, budget);
+    m.push_str("\n---\n");
+    m.push_str(&text);
+    m
+}
+
+/// What the incident is, where, and whether anything could change.
+fn heading(m: &mut String, plan: &PlannedIncident) {
+    let i = &plan.incident;
     let _ = writeln!(
         m,
         "Firebreak incident {} — {} {}",
@@ -85,6 +108,10 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
     if plan.dry_run {
         let _ = writeln!(m, "DRY RUN: nothing in the account was changed.");
     }
+}
+
+/// Each action, how it ended, and any error.
+fn what_was_done(m: &mut String, outcomes: &[ActionOutcome]) {
     let _ = writeln!(m, "\nWhat Firebreak did:");
     for o in outcomes {
         let status = o.status.word();
@@ -104,6 +131,15 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
             );
         }
     }
+}
+
+/// What the reader must do now, how to undo, and where the record is.
+fn what_next(
+    m: &mut String,
+    plan: &PlannedIncident,
+    outcomes: &[ActionOutcome],
+    record: Option<&str>,
+) {
     if outcomes.iter().any(|o| o.status == Status::Failed) {
         let _ = writeln!(
             m,
@@ -118,37 +154,34 @@ pub fn message(plan: &PlannedIncident, outcomes: &[ActionOutcome], record: Optio
     }
     let _ = writeln!(
         m,
-        "\nTo undo, send the manual responder (or `firebreak respond -`):\n  {{\"command\":\"release\",\"incident_id\":\"{}\",\"requested_by\":\"<you>\",\"reason\":\"<why>\"}}\n  (add \"action\": N to undo one action only; re-enabling a key also needs \"force\": true)",
-        i.id
+        "\nTo undo: `firebreak release {id} --reason <why>`, or send the release function:\n  {{\"command\":\"release\",\"incident_id\":\"{id}\",\"requested_by\":\"<you>\",\"reason\":\"<why>\"}}\n  (add \"action\": N to undo one action only; re-enabling a key also needs \"force\": true)",
+        id = plan.incident.id
     );
     if let Some(r) = record {
         let _ = writeln!(m, "Record: {r}");
     }
-    // The readable part is bounded too (an incident with very many actions
-    // must still be deliverable); the record in S3 has everything.
-    let readable_cap = MAX_MESSAGE_BYTES / 2;
-    if m.len() > readable_cap {
-        let mut cut = readable_cap;
-        while !m.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        m.truncate(cut);
-        m.push_str("\n… (cut: the record has every action)\n");
-    }
-    let machine = json!({ "incident": i, "actions": outcomes, "record": record });
-    let mut text = serde_json::to_string(&machine).unwrap_or_default();
-    let budget = MAX_MESSAGE_BYTES.saturating_sub(4096 + m.len());
+}
+
+/// The JSON for machines, within `budget` bytes: the incident and every
+/// outcome; without the incident, then without the outcomes, when that is
+/// too long (the full record is in S3).
+fn machine(
+    plan: &PlannedIncident,
+    outcomes: &[ActionOutcome],
+    record: Option<&str>,
+    budget: usize,
+) -> String {
+    let i = &plan.incident;
+    let full = json!({ "incident": i, "actions": outcomes, "record": record });
+    let mut text = serde_json::to_string(&full).unwrap_or_default();
     if text.len() > budget {
-        // Keep the notice deliverable: the full record is in S3.
         text = serde_json::to_string(&json!({ "incident_id": i.id, "actions": outcomes, "record": record, "truncated": true }))
             .unwrap_or_default();
         if text.len() > budget {
             text = json!({ "incident_id": i.id, "record": record, "truncated": true }).to_string();
         }
     }
-    m.push_str("\n---\n");
-    m.push_str(&text);
-    m
+    text
 }
 
 /// The longest description Chatbot renders; the record has the rest.

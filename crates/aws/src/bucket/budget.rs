@@ -50,20 +50,35 @@ pub fn window_start(now: DateTime<Utc>, window_minutes: u32) -> DateTime<Utc> {
     DateTime::from_timestamp(start, 0).unwrap_or(now)
 }
 
-/// Takes one unit of the budget for `kind` in `account` for `action`
-/// (`<incident id>/<action name>`), unless the window already holds `limit`
-/// other actions. An action already counted in the window is allowed again
-/// without spending.
-#[allow(clippy::too_many_arguments)]
-pub async fn spend(
-    store: &RecordStore,
-    account: &str,
-    kind: ActionKind,
-    limit: u32,
-    window_minutes: u32,
-    action: &str,
-    now: DateTime<Utc>,
-) -> Result<Spent, AwsError> {
+/// One unit of a budget to spend.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit<'a> {
+    /// The account acted in.
+    pub account: &'a str,
+    /// The action kind counted.
+    pub kind: ActionKind,
+    /// Actions of the kind allowed per window.
+    pub limit: u32,
+    /// The window's length.
+    pub window_minutes: u32,
+    /// Which action: `<incident id>/<action name>`.
+    pub action: &'a str,
+    /// Now: the window it falls in.
+    pub now: DateTime<Utc>,
+}
+
+/// Takes one unit of the budget for its kind in its account for its
+/// action, unless the window already holds `limit` other actions. An
+/// action already counted in the window is allowed again without spending.
+pub async fn spend(store: &RecordStore, unit: Unit<'_>) -> Result<Spent, AwsError> {
+    let Unit {
+        account,
+        kind,
+        limit,
+        window_minutes,
+        action,
+        now,
+    } = unit;
     let start = window_start(now, window_minutes);
     let key = layout::budget_key(account, kind, start);
     // Every lost race means another writer counted one: with N concurrent

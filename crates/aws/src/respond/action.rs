@@ -7,7 +7,7 @@ use firebreak_core::{Action, ActionKind, PlannedIncident};
 use futures_util::future::{join, join3, join_all, FutureExt};
 use tracing::warn;
 
-use super::notices::Early;
+use super::state::{Early, Ran};
 use super::{failed, from_result, not_acted, outcome, Executor};
 use crate::bucket::budget::{self, Spent};
 use crate::bucket::claim::{Claim, Claims, Held};
@@ -16,6 +16,7 @@ use crate::bucket::RecordStore;
 use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::{ActionOutcome, Status, Step};
+use crate::place::Unreachable;
 
 /// The error code of a delivery that found another one working on an action.
 pub const CLAIM_HELD: &str = "ClaimHeld";
@@ -72,6 +73,78 @@ pub(super) fn concurrent_end(mut o: ActionOutcome) -> ActionOutcome {
     o
 }
 
+/// One containment action of one run, under its claim.
+struct One<'a> {
+    plan: &'a PlannedIncident,
+    claims: &'a Claims<'a>,
+    store: &'a RecordStore,
+    prefix: &'a str,
+    /// Its name in the records bucket (what it does to what).
+    name: String,
+    index: usize,
+    action: &'a Action,
+}
+
+/// Something done at most once per name (a notice).
+pub(super) struct Once<'a> {
+    /// This delivery's claims, with a records bucket.
+    pub(super) claims: Option<&'a Claims<'a>>,
+    /// The incident's record prefix.
+    pub(super) prefix: &'a str,
+    /// What it is claimed under.
+    pub(super) name: &'a str,
+    /// Its index in the plan.
+    pub(super) index: usize,
+    /// Its planned action.
+    pub(super) action: &'a Action,
+    /// Its claim, when it was taken ahead.
+    pub(super) ahead: Option<Held>,
+    /// How an earlier delivery's success is reported ("sent").
+    pub(super) verb: &'a str,
+}
+
+/// What a claim, the budget and STS's answer make of one action, before
+/// anything is written: pure, and tested by table.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// This delivery carries it out, under this claim.
+    Go(Held),
+    /// This delivery holds the claim but may not act: it lets the claim go
+    /// with this outcome (held by the budget, not here, or a failure).
+    LetGo(Held, ActionOutcome),
+    /// Not this delivery's: what it reports instead.
+    Report(Ran),
+}
+
+/// Settles one action's claim (see [`Verdict`]).
+pub(super) fn settle_claim(
+    index: usize,
+    a: &Action,
+    claim: Result<Claim, AwsError>,
+    budget: Result<Option<String>, AwsError>,
+    unconfirmed: Option<Unreachable>,
+) -> Verdict {
+    let held = match claim {
+        Err(e) => return Verdict::Report(Ran::new(failed(index, a, &e))),
+        Ok(Claim::Finished(prev)) => return Verdict::Report(Ran::stored(earlier(*prev, "done"))),
+        Ok(Claim::EndedMeanwhile(prev)) => {
+            return Verdict::Report(Ran::stored(concurrent_end(*prev)))
+        }
+        Ok(Claim::Busy(until)) => {
+            return Verdict::Report(Ran::new(failed(index, a, &claim_held(a, &until))))
+        }
+        Ok(Claim::Mine(held)) => held,
+    };
+    match (unconfirmed, budget) {
+        // The account was guessed and STS says otherwise: as if it had
+        // been known, nothing is done here.
+        (Some(why), _) => Verdict::LetGo(held, not_acted(index, a, why)),
+        (None, Ok(None)) => Verdict::Go(held),
+        (None, Ok(Some(why))) => Verdict::LetGo(held, outcome(index, a, Status::Held, why)),
+        (None, Err(e)) => Verdict::LetGo(held, failed(index, a, &e)),
+    }
+}
+
 /// What an action's claim and budget decided.
 #[derive(Debug, Clone)]
 pub(super) enum Decided {
@@ -79,29 +152,6 @@ pub(super) enum Decided {
     Go(Held),
     /// Not this delivery: what it reports instead.
     Stop(Vec<Ran>),
-}
-
-/// An outcome and whether it is already in the records bucket.
-#[derive(Debug, Clone)]
-pub(super) struct Ran {
-    pub(super) outcome: ActionOutcome,
-    pub(super) stored: bool,
-}
-
-impl Ran {
-    pub(super) fn new(outcome: ActionOutcome) -> Ran {
-        Ran {
-            outcome,
-            stored: false,
-        }
-    }
-
-    pub(super) fn stored(outcome: ActionOutcome) -> Ran {
-        Ran {
-            outcome,
-            stored: true,
-        }
-    }
 }
 
 impl Executor {
@@ -125,7 +175,9 @@ impl Executor {
         }
     }
 
-    /// One containment action under its claim and the budget.
+    /// One containment action under its claim and the budget. The claim,
+    /// the budget (and, on a cold start, STS) are decided while the action
+    /// reads what it needs; only its first change waits for them (the gate).
     pub(super) async fn claimed(
         &self,
         plan: &PlannedIncident,
@@ -136,73 +188,82 @@ impl Executor {
         early: &Early<'_>,
     ) -> Vec<Ran> {
         let (Some(claims), Some(store)) = (claims, &self.records) else {
-            // No records bucket: nothing to claim in (a local `respond`
-            // without one); the actions are idempotent by themselves.
-            // Without a claim to decide beside, a guessed account is
-            // settled before anything, reads included.
-            if let Some(why) = self.unconfirmed().await {
-                return vec![Ran::new(not_acted(index, a, why))];
-            }
-            return self
-                .contain(plan, index, a, &Gate::open())
-                .await
-                .into_iter()
-                .map(Ran::new)
-                .collect();
+            return self.unclaimed(plan, index, a).await;
         };
-        let name = layout::action_name(a.kind, &a.target);
-        // The claim and the budget are decided together (the budget counts
-        // an action once, whoever spends for it), while the action reads
-        // what it needs; only its first change waits for them.
-        let decision = async {
-            let (claim, budget, unconfirmed) = join3(
-                claims.acquire(prefix, &name),
-                self.budget(plan, a.kind, &a.target),
-                self.unconfirmed(),
-            )
-            .await;
-            let held = match claim {
-                Err(e) => return Decided::Stop(vec![Ran::new(failed(index, a, &e))]),
-                Ok(Claim::Finished(prev)) => {
-                    return Decided::Stop(vec![Ran::stored(earlier(*prev, "done"))])
-                }
-                Ok(Claim::EndedMeanwhile(prev)) => {
-                    return Decided::Stop(vec![Ran::stored(concurrent_end(*prev))])
-                }
-                Ok(Claim::Busy(until)) => {
-                    return Decided::Stop(vec![Ran::new(failed(index, a, &claim_held(a, &until)))])
-                }
-                Ok(Claim::Mine(held)) => held,
-            };
-            if let Some(why) = unconfirmed {
-                // The account was guessed and STS says otherwise: as if it
-                // had been known, nothing is done here.
-                let o = not_acted(index, a, why);
-                let stored = let_go(store, claims, &held, prefix, &o).await;
-                return Decided::Stop(vec![Ran { outcome: o, stored }]);
-            }
-            let o = match budget {
-                Ok(None) => return Decided::Go(held),
-                Ok(Some(why)) => {
-                    warn!(incident_id = %plan.incident.id, action = a.kind.as_str(), target = %a.target, "held: blast-radius budget spent");
-                    outcome(index, a, Status::Held, why)
-                }
-                Err(e) => failed(index, a, &e),
-            };
-            let stored = let_go(store, claims, &held, prefix, &o).await;
-            Decided::Stop(vec![Ran { outcome: o, stored }])
-        }
-        .boxed()
-        .shared();
+        let one = One {
+            plan,
+            claims,
+            store,
+            prefix,
+            name: layout::action_name(a.kind, &a.target),
+            index,
+            action: a,
+        };
+        let decision = self.decide(&one).boxed().shared();
         let gate = Gate::after(decision.clone().map(|d| match d {
             Decided::Go(_) => Ok(()),
             Decided::Stop(_) => Err(Own::NotCarriedOut.into()),
         }));
         let (decided, contained) = join(decision, self.contain(plan, index, a, &gate)).await;
-        let held = match decided {
-            Decided::Stop(reported) => return reported,
-            Decided::Go(held) => held,
-        };
+        match decided {
+            Decided::Stop(reported) => reported,
+            Decided::Go(held) => self.end_claim(&one, &held, contained, early).await,
+        }
+    }
+
+    /// No records bucket: nothing to claim in (a local `respond` without
+    /// one); the actions are idempotent by themselves. Without a claim to
+    /// decide beside, a guessed account is settled before anything, reads
+    /// included.
+    async fn unclaimed(&self, plan: &PlannedIncident, index: usize, a: &Action) -> Vec<Ran> {
+        if let Some(why) = self.unconfirmed().await {
+            return vec![Ran::new(not_acted(index, a, why))];
+        }
+        self.contain(plan, index, a, &Gate::open())
+            .await
+            .into_iter()
+            .map(Ran::new)
+            .collect()
+    }
+
+    /// The claim and the budget decided together (the budget counts an
+    /// action once, whoever spends for it), and STS's answer on a cold
+    /// start; a claim this delivery took but may not act under is let go
+    /// with the reason.
+    async fn decide(&self, one: &One<'_>) -> Decided {
+        let (a, index) = (one.action, one.index);
+        let (claim, budget, unconfirmed) = join3(
+            one.claims.acquire(one.prefix, &one.name),
+            self.budget(one.plan, a.kind, &a.target),
+            self.unconfirmed(),
+        )
+        .await;
+        match settle_claim(index, a, claim, budget, unconfirmed) {
+            Verdict::Go(held) => Decided::Go(held),
+            Verdict::LetGo(held, o) => {
+                if o.status == Status::Held {
+                    warn!(incident_id = %one.plan.incident.id, action = a.kind.as_str(), target = %a.target, "held: blast-radius budget spent");
+                }
+                let stored = let_go(one.store, one.claims, &held, one.prefix, &o).await;
+                Decided::Stop(vec![Ran { outcome: o, stored }])
+            }
+            Verdict::Report(r) => Decided::Stop(vec![r]),
+        }
+    }
+
+    /// After the action under this delivery's claim: its outcome goes to
+    /// the notices at once, and its final outcome (what ends the claim, and
+    /// what later deliveries read) is written now, not with the rest after
+    /// containment — a duplicate delivery holding another of this
+    /// incident's claims may be waiting for it while this one waits for
+    /// that one's. An attempt that did not finish lets the claim go.
+    async fn end_claim(
+        &self,
+        one: &One<'_>,
+        held: &Held,
+        contained: Vec<ActionOutcome>,
+        early: &Early<'_>,
+    ) -> Vec<Ran> {
         let mut out: Vec<Ran> = contained.into_iter().map(Ran::new).collect();
         // The notices may go ahead with it: this delivery writes it next.
         let mut known = out.clone();
@@ -210,56 +271,49 @@ impl Executor {
             first.stored = true;
         }
         early.send(&known);
-        // A final outcome is what ends the claim: later deliveries read it.
-        // It is written now, not with the rest after containment: a
-        // duplicate delivery holding another of this incident's claims may
-        // be waiting for it while this one waits for that one's.
-        if let Some(first) = out.first_mut() {
-            if matches!(first.outcome.status, Status::Done | Status::AlreadyDone) {
-                let key = layout::done_key(prefix, &name);
-                match store.put_new(&key, &first.outcome).await {
-                    Ok(_) => first.stored = true,
-                    Err(e) => {
-                        warn!(code = e.code.as_deref().unwrap_or("-"), "outcome not recorded: a delivery after the claim's expiry does the (idempotent) action again");
-                    }
+        let Some(first) = out.first_mut() else {
+            return out;
+        };
+        if matches!(first.outcome.status, Status::Done | Status::AlreadyDone) {
+            let key = layout::done_key(one.prefix, &one.name);
+            match one.store.put_new(&key, &first.outcome).await {
+                Ok(_) => first.stored = true,
+                Err(e) => {
+                    warn!(code = e.code.as_deref().unwrap_or("-"), "outcome not recorded: a delivery after the claim's expiry does the (idempotent) action again");
                 }
-            } else {
-                first.stored = let_go(store, claims, &held, prefix, &first.outcome).await;
             }
+        } else {
+            first.stored = let_go(one.store, one.claims, held, one.prefix, &first.outcome).await;
         }
         out
     }
 
-    /// Something done at most once per name (a notice), under a claim:
-    /// `ahead` when it was taken already.
-    #[allow(clippy::too_many_arguments)]
+    /// Something done at most once per name (a notice), under a claim
+    /// (taken ahead already, or taken now).
     pub(super) async fn once(
         &self,
-        claims: Option<&Claims<'_>>,
-        prefix: &str,
-        name: &str,
-        (index, a): (usize, &Action),
-        ahead: Option<Held>,
+        once: Once<'_>,
         act: impl AsyncFnOnce() -> Result<Step, AwsError>,
-        verb: &str,
     ) -> Ran {
-        let (Some(claims), Some(store)) = (claims, &self.records) else {
+        let (index, a) = (once.index, once.action);
+        let (Some(claims), Some(store)) = (once.claims, &self.records) else {
             return Ran::new(from_result(index, a, act().await));
         };
-        let acquired = match ahead {
+        let acquired = match once.ahead {
             Some(held) => Ok(Claim::Mine(held)),
-            None => claims.acquire(prefix, name).await,
+            None => claims.acquire(once.prefix, once.name).await,
         };
         let held = match acquired {
             Err(e) => return Ran::new(failed(index, a, &e)),
-            Ok(Claim::Finished(prev)) => return Ran::stored(earlier(*prev, verb)),
+            Ok(Claim::Finished(prev)) => return Ran::stored(earlier(*prev, once.verb)),
             Ok(Claim::EndedMeanwhile(prev)) => return Ran::stored(concurrent_end(*prev)),
             Ok(Claim::Busy(until)) => return Ran::new(failed(index, a, &claim_held(a, &until))),
             Ok(Claim::Mine(held)) => held,
         };
         let o = from_result(index, a, act().await);
         if o.status == Status::Done {
-            if let Err(e) = store.put_new(&layout::done_key(prefix, name), &o).await {
+            let done = layout::done_key(once.prefix, once.name);
+            if let Err(e) = store.put_new(&done, &o).await {
                 warn!(
                     code = e.code.as_deref().unwrap_or("-"),
                     "notice outcome not recorded"
@@ -268,7 +322,7 @@ impl Executor {
             return Ran::stored(o);
         }
         let (stored, ()) = join(
-            store.put_new(&layout::attempt_key(prefix, name, &o.at), &o),
+            store.put_new(&layout::attempt_key(once.prefix, once.name, &o.at), &o),
             claims.release(&held, &o),
         )
         .await;
@@ -294,7 +348,15 @@ impl Executor {
         };
         let window = self.cfg.budget.window_minutes;
         let action = format!("{}/{}", plan.incident.id, layout::action_name(kind, target));
-        match budget::spend(store, &self.account, kind, limit, window, &action, Utc::now()).await? {
+        let unit = budget::Unit {
+            account: &self.account,
+            kind,
+            limit,
+            window_minutes: window,
+            action: &action,
+            now: Utc::now(),
+        };
+        match budget::spend(store, unit).await? {
             Spent::Within(_) => Ok(None),
             Spent::Over(used) => Ok(Some(format!(
                 "held for a human: the blast-radius budget allows {limit} {} per {window} minutes in account {} and {used} were taken in this window",
@@ -304,3 +366,6 @@ impl Executor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,6 @@ use crate::actions::{iam, isolate, logs, snapshot};
 use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::{ActionOutcome, Status, Step};
-use crate::undo::Undo;
 
 impl Executor {
     pub(super) async fn contain(
@@ -54,7 +53,7 @@ impl Executor {
                 return self.query_and_block(plan, index, a, gate).await
             }
             ActionKind::Release => match gate.pass().await {
-                Ok(()) => match Undo::of(self, "Release", "nothing to release from") {
+                Ok(()) => match self.undo("Release", "nothing to release from") {
                     Ok(undo) => undo.release(a, &i.id).await,
                     Err(e) => Err(e),
                 },

@@ -17,32 +17,32 @@
 mod action;
 mod blocks;
 mod contain;
+mod entry;
 mod notices;
 mod record;
 mod run;
+mod state;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
-use futures_util::future::join_all;
-use ipnet::IpNet;
 use serde_json::Value;
 use tracing::instrument;
 
 pub use crate::account::{caller_account, HomeAnswer};
 use crate::actions::logs::Polling;
-use crate::actions::nacl;
 use crate::bucket::RecordStore;
 use crate::clients::Clients;
 use crate::error::{AwsError, Own};
-use crate::outcome::{ActionOutcome, ErrorInfo, Status, Step};
+use crate::inventory::{Filter, HeldBlock, IncidentDetail, IncidentSummary, Inventory};
+use crate::outcome::{now, ActionOutcome, ErrorInfo, Status, Step};
 use crate::place::{Place, Places, Unreachable};
 pub use crate::progress::Progress;
 pub use crate::report::{IncidentReport, Response};
 use crate::undo::Undo;
 pub use action::CLAIM_HELD;
+pub use entry::{respond, respond_asking};
 pub use record::RECORD_SCHEMA;
 
 /// Runs plans. An executor is made in the account its credentials belong
@@ -67,10 +67,6 @@ pub struct Executor {
     /// own before STS answered (see [`respond_asking`]): every action's
     /// first change waits for this answer to agree.
     pub(crate) guessed: Option<HomeAnswer>,
-}
-
-pub(crate) fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 pub(crate) fn outcome(
@@ -244,6 +240,22 @@ impl Executor {
         Ok(self.at(self.places.get(account, region, incident_id).await?))
     }
 
+    /// Undo with this executor's records and places; `operation` and what
+    /// it means name the failure when no records bucket is configured.
+    pub(crate) fn undo(
+        &self,
+        operation: &'static str,
+        consequence: &'static str,
+    ) -> Result<Undo<'_>, AwsError> {
+        let store = self.records.as_ref().ok_or_else(|| {
+            AwsError::from(Own::NoRecords {
+                operation,
+                consequence,
+            })
+        })?;
+        Ok(Undo::new(store, &self.places, &self.cfg, &self.progress))
+    }
+
     /// Lifts every block whose time is up, from the block ledger, and files
     /// a record of each lift under `expired/dt=YYYY-MM-DD/`. Blocks without
     /// an expiry, and blocks still running, are left alone (see
@@ -252,9 +264,42 @@ impl Executor {
         &self,
         now: chrono::DateTime<Utc>,
     ) -> Result<Vec<crate::undo::Expiry>, AwsError> {
-        Undo::of(self, "ExpireBlocks", "there is no block ledger")?
+        self.undo("ExpireBlocks", "there is no block ledger")?
             .expire(now)
             .await
+    }
+
+    /// What Firebreak recorded and holds, read back (see [`Inventory`]).
+    pub fn inventory(&self) -> Result<Inventory<'_>, AwsError> {
+        Inventory::new(self.records.as_ref(), &self.places)
+    }
+
+    /// The incidents Firebreak handled in the filter's window, newest
+    /// handling first (see [`Inventory::incidents`]).
+    pub async fn incidents(
+        &self,
+        filter: &Filter,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<IncidentSummary>, AwsError> {
+        self.inventory()?.incidents(filter, progress).await
+    }
+
+    /// One incident in full, if it is recorded here.
+    pub async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>, AwsError> {
+        self.inventory()?.incident(id).await
+    }
+
+    /// True when the incident is recorded here.
+    pub async fn incident_exists(&self, id: &str) -> Result<bool, AwsError> {
+        self.inventory()?.incident_exists(id).await
+    }
+
+    /// Every deny entry in the ledger, each checked against its NACL.
+    pub async fn blocks(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<HeldBlock>, AwsError> {
+        self.inventory()?.blocks(progress).await
     }
 
     /// Reports each step of a long operation to `progress`.
@@ -272,20 +317,6 @@ impl Executor {
     /// The account the executor acts in.
     pub fn account(&self) -> &str {
         &self.account
-    }
-
-    /// The records bucket, if one is configured.
-    pub(crate) fn records(&self) -> Option<&RecordStore> {
-        self.records.as_ref()
-    }
-
-    /// Every entry of these NACLs where this executor acts, as
-    /// (NACL, egress, rule number, CIDR).
-    pub(crate) async fn nacl_entries(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<(String, bool, i32, IpNet)>, AwsError> {
-        nacl::all_entries(&self.clients.ec2, ids).await
     }
 
     /// Runs one planned incident to the end and reports every outcome.
@@ -322,137 +353,5 @@ impl Executor {
             Ok(here) => Box::pin(here.run_here(plan, Where::Here)).await,
             Err(why) => Box::pin(self.run_here(plan, Where::Unreachable(why))).await,
         }
-    }
-}
-
-/// Carries out every incident of one event, concurrently.
-pub async fn respond(executor: &Executor, plans: &firebreak_core::PlanSet) -> Response {
-    let incidents = join_all(plans.incidents.iter().map(|p| executor.run(p))).await;
-    Response {
-        incidents,
-        ignored: plans.ignored.clone(),
-    }
-}
-
-/// [`respond`] while STS is still being asked which account the
-/// credentials act in (`home`): a CLI run, or a function's first event.
-///
-/// An incident that names its account starts at once, as if that were the
-/// credentials' account: its reads, claims, budget and record go out beside
-/// the STS call instead of one round trip after it, and each action's first
-/// change waits for STS to agree (see `Executor::unconfirmed`). Where STS
-/// names another account, the actions end as they would have with the
-/// account known: skipped, "not here" (a failed STS call fails them, to be
-/// retried). Incidents that cannot start so wait for the answer, as with
-/// [`respond`]: those that name no account, any release (it resolves the
-/// place it undoes), and all of them when member roles are configured
-/// (another account is then reached through a role).
-///
-/// `Err` only when an incident that waited for STS could not have its
-/// answer.
-pub async fn respond_asking(
-    clients: &Clients,
-    cfg: &Arc<Config>,
-    home: &HomeAnswer,
-    plans: &firebreak_core::PlanSet,
-) -> Result<Response, AwsError> {
-    // One executor per account guessed (its places and clients shared by
-    // that account's incidents), one for those that wait.
-    let mut guessed: BTreeMap<&str, Executor> = BTreeMap::new();
-    for account in plans.incidents.iter().filter_map(|p| guessable(p, cfg)) {
-        guessed.entry(account).or_insert_with(|| {
-            Executor::guessing(clients.clone(), cfg.clone(), account, home.clone())
-        });
-    }
-    let known = tokio::sync::OnceCell::new();
-    let runs = plans.incidents.iter().map(|p| {
-        let (known, guessed) = (&known, &guessed);
-        async move {
-            if let Some(exec) = guessable(p, cfg).and_then(|a| guessed.get(a)) {
-                return Ok::<_, AwsError>(exec.run(p).await);
-            }
-            let exec = known
-                .get_or_try_init(|| async {
-                    let account = home.get().await?;
-                    Ok::<_, AwsError>(Executor::for_account(clients.clone(), cfg.clone(), account))
-                })
-                .await?;
-            Ok(exec.run(p).await)
-        }
-    });
-    let incidents = join_all(runs).await.into_iter().collect::<Result<_, _>>()?;
-    Ok(Response {
-        incidents,
-        ignored: plans.ignored.clone(),
-    })
-}
-
-/// The account an incident may start in before STS answers (see
-/// [`respond_asking`]).
-fn guessable<'p>(plan: &'p PlannedIncident, cfg: &Config) -> Option<&'p str> {
-    let releases = plan.actions.iter().any(|a| a.kind == ActionKind::Release);
-    if releases || cfg.member_role_name.is_some() {
-        return None;
-    }
-    plan.incident.account.as_deref().filter(|a| !a.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn any_failed_action_is_a_failure_containment_named_first() {
-        let failed =
-            |index: usize, kind: ActionKind, target: &str, detail: &str, code: Option<&str>| {
-                ActionOutcome {
-                    index,
-                    kind,
-                    target: target.into(),
-                    status: Status::Failed,
-                    detail: detail.into(),
-                    prior_state: Value::Null,
-                    calls: Vec::new(),
-                    error: code.map(|c| ErrorInfo {
-                        operation: "Op".into(),
-                        code: Some(c.into()),
-                        message: "m".into(),
-                        retryable: false,
-                    }),
-                    at: now(),
-                }
-            };
-        let report = IncidentReport {
-            id: "fb-00000000000000000000".into(),
-            severity: firebreak_core::Severity::High,
-            incident_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
-            record: None,
-            actions: vec![
-                failed(
-                    2,
-                    ActionKind::NotifyTeam,
-                    "team",
-                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                    None,
-                ),
-                failed(
-                    0,
-                    ActionKind::BlockIp,
-                    "198.51.100.7/32",
-                    "…",
-                    Some("UnauthorizedOperation"),
-                ),
-            ],
-        };
-        assert_eq!(
-            report.failure().as_deref(),
-            Some("incident fb-00000000000000000000: failed: block_ip 198.51.100.7/32 (UnauthorizedOperation); notify_team team (FIREBREAK_TEAM_TOPIC_ARN is not set)")
-        );
-        assert!(!report.retryable());
-        let fine = IncidentReport {
-            actions: Vec::new(),
-            ..report
-        };
-        assert_eq!(fine.failure(), None);
     }
 }

@@ -3,16 +3,14 @@
 //! nothing, a retry that finished what failed before sends one more), and
 //! telling the team and the stakeholders once it has.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use firebreak_core::incident::short_digest;
 use firebreak_core::{Action, ActionKind, PlannedIncident};
 
 use futures_util::future::{join, join_all};
 use serde_json::Value;
 
-use super::action::{Ran, CLAIM_HELD};
-use super::run::Run;
+use super::action::{Once, CLAIM_HELD};
+use super::state::{Ran, Run};
 use super::{outcome, Executor};
 use crate::actions::notify;
 use crate::bucket::claim::Held;
@@ -75,19 +73,18 @@ fn fingerprint<'a>(
     short_digest(&parts.join("\n"))
 }
 
-/// Hands an action's outcomes to the notices as soon as they are known,
-/// once (the caller sends the final ones if the action did not).
-pub(super) struct Early<'a> {
-    pub(super) tx: &'a tokio::sync::mpsc::UnboundedSender<Vec<Ran>>,
-    pub(super) sent: AtomicBool,
-}
-
-impl Early<'_> {
-    pub(super) fn send(&self, group: &[Ran]) {
-        if !self.sent.swap(true, Ordering::SeqCst) {
-            // The receiver lives as long as the run: a send cannot fail.
-            let _ = self.tx.send(group.to_vec());
-        }
+/// What becomes of a notice's claim taken ahead: it is this delivery's to
+/// send under when containment ended as guessed (and no other delivery
+/// holds a claim on the incident); otherwise it is stale, to be given
+/// back. Pure: the notice decision, tested by table.
+pub(super) fn ahead_claim<T>(
+    ahead: Option<T>,
+    as_guessed: bool,
+    waiting: bool,
+) -> (Option<T>, Option<T>) {
+    match ahead {
+        Some(held) if as_guessed && !waiting => (Some(held), None),
+        other => (None, other),
     }
 }
 
@@ -154,10 +151,7 @@ impl Executor {
             ) {
                 return None;
             }
-            let (mine, stale) = match ahead_held[index].take() {
-                Some(held) if as_guessed && !waiting => (Some(held), None),
-                other => (None, other),
-            };
+            let (mine, stale) = ahead_claim(ahead_held[index].take(), as_guessed, waiting);
             Some(self.notice(run, (index, a), &ending, mine, stale))
         });
         let keep = self.keep(&run.prefix, &unwritten, &plan.incident.id);
@@ -169,7 +163,7 @@ impl Executor {
 
     /// One notice: sent once per way containment can end (its claim named
     /// by the fingerprint), or skipped saying why; a claim taken ahead for
-    /// another ending (`stale`) is given back.
+    /// another ending (`stale`) is given back meanwhile.
     async fn notice(
         &self,
         run: &Run<'_>,
@@ -178,62 +172,15 @@ impl Executor {
         mine: Option<Held>,
         stale: Option<Held>,
     ) -> (usize, Ran) {
-        let claims = run.claims.as_ref();
         let give_back = async {
-            if let (Some(held), Some(claims)) = (&stale, claims) {
+            if let (Some(held), Some(claims)) = (&stale, run.claims.as_ref()) {
                 let why = "claimed ahead for a containment that ended otherwise";
                 claims
                     .release(held, &outcome(index, a, Status::Skipped, why))
                     .await;
             }
         };
-        let tell = async {
-            match self.topic_of(a) {
-                None if a.kind == ActionKind::NotifyStakeholders => Ran::new(outcome(
-                    index,
-                    a,
-                    Status::Skipped,
-                    "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set",
-                )),
-                None => Ran::new(outcome(
-                    index,
-                    a,
-                    Status::Failed,
-                    "FIREBREAK_TEAM_TOPIC_ARN is not set",
-                )),
-                Some(_) if ending.waiting => Ran::new(outcome(
-                    index,
-                    a,
-                    Status::Skipped,
-                    "another delivery holds a claim on this incident; it notifies",
-                )),
-                Some(arn) => {
-                    let name = format!("{}-{}", a.kind.as_str(), ending.fingerprint);
-                    let send = async || {
-                        notify::publish(
-                            &self.clients.sns,
-                            arn,
-                            self.cfg.notice_format,
-                            run.plan,
-                            ending.so_far,
-                            run.record_uri.as_deref(),
-                        )
-                        .await
-                        .map(|id| {
-                            Step::new(
-                                false,
-                                format!("published message {id}"),
-                                Value::Null,
-                                vec!["Publish".into()],
-                            )
-                        })
-                    };
-                    self.once(claims, &run.prefix, &name, (index, a), mine, send, "sent")
-                        .await
-                }
-            }
-        };
-        let (r, ()) = join(tell, give_back).await;
+        let (r, ()) = join(self.tell(run, (index, a), ending, mine), give_back).await;
         if !r.stored {
             self.keep(
                 &run.prefix,
@@ -243,6 +190,61 @@ impl Executor {
             .await;
         }
         (index, Ran::stored(r.outcome))
+    }
+
+    /// Publishes the notice once, or says why not.
+    async fn tell(
+        &self,
+        run: &Run<'_>,
+        (index, a): (usize, &Action),
+        ending: &Ending<'_>,
+        mine: Option<Held>,
+    ) -> Ran {
+        let arn = match self.topic_of(a) {
+            None if a.kind == ActionKind::NotifyStakeholders => {
+                let why = "FIREBREAK_STAKEHOLDER_TOPIC_ARN is not set";
+                return Ran::new(outcome(index, a, Status::Skipped, why));
+            }
+            None => {
+                let why = "FIREBREAK_TEAM_TOPIC_ARN is not set";
+                return Ran::new(outcome(index, a, Status::Failed, why));
+            }
+            Some(_) if ending.waiting => {
+                let why = "another delivery holds a claim on this incident; it notifies";
+                return Ran::new(outcome(index, a, Status::Skipped, why));
+            }
+            Some(arn) => arn,
+        };
+        let name = format!("{}-{}", a.kind.as_str(), ending.fingerprint);
+        let send = async || {
+            notify::publish(
+                &self.clients.sns,
+                arn,
+                self.cfg.notice_format,
+                run.plan,
+                ending.so_far,
+                run.record_uri.as_deref(),
+            )
+            .await
+            .map(|id| {
+                Step::new(
+                    false,
+                    format!("published message {id}"),
+                    Value::Null,
+                    vec!["Publish".into()],
+                )
+            })
+        };
+        let once = Once {
+            claims: run.claims.as_ref(),
+            prefix: &run.prefix,
+            name: &name,
+            index,
+            action: a,
+            ahead: mine,
+            verb: "sent",
+        };
+        self.once(once, send).await
     }
 }
 
@@ -255,3 +257,6 @@ struct Ending<'a> {
     /// Another delivery holds a claim: it notifies, not this one.
     waiting: bool,
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,10 +7,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::{now, outcome, Executor};
+use super::{outcome, Executor};
 use crate::bucket::claim;
 use crate::bucket::layout;
 use crate::bucket::{RecordStore, Written};
+use crate::outcome::now;
 use crate::outcome::{ActionOutcome, ErrorInfo, Status};
 
 /// The version tag of the incident record (see `crates/aws/schema/`).

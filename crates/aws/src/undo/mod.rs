@@ -23,11 +23,10 @@ use crate::actions::nacl;
 use crate::bucket::layout;
 use crate::bucket::lock::{self, Lock};
 use crate::bucket::RecordStore;
-use crate::error::{AwsError, Own};
+use crate::error::AwsError;
 use crate::outcome::Step;
 use crate::place::Places;
 use crate::progress::Progress;
-use crate::respond::Executor;
 
 /// What undo needs of an executor: the records, the places it reaches, how
 /// long to wait for a lock, and where to report progress.
@@ -40,23 +39,8 @@ pub(crate) struct Undo<'a> {
 }
 
 impl<'a> Undo<'a> {
-    /// Undo with `exec`'s records and places; `operation` and what it means
-    /// name the failure when no records bucket is configured.
-    pub(crate) fn of(
-        exec: &'a Executor,
-        operation: &'static str,
-        consequence: &'static str,
-    ) -> Result<Undo<'a>, AwsError> {
-        let store = exec.records.as_ref().ok_or_else(|| {
-            AwsError::from(Own::NoRecords {
-                operation,
-                consequence,
-            })
-        })?;
-        Ok(Undo::new(store, &exec.places, &exec.cfg, &exec.progress))
-    }
-
-    fn new(
+    /// Undo over these records and places, waiting for locks as `cfg` says.
+    pub(crate) fn new(
         store: &'a RecordStore,
         places: &'a Places,
         cfg: &Config,

@@ -237,7 +237,7 @@ impl Undo<'_> {
         if done.undone.is_empty() {
             return;
         }
-        let mark = serde_json::json!({ "released_by": release_id, "at": crate::respond::now(), "action": a.params.action, "undone": done.undone });
+        let mark = serde_json::json!({ "released_by": release_id, "at": crate::outcome::now(), "action": a.params.action, "undone": done.undone });
         let (marked, handled) = join(
             self.store
                 .put_new(&layout::release_key(&earlier.prefix, release_id), &mark),

@@ -1,7 +1,8 @@
-//! What Firebreak has done and still holds, read back for the people on
-//! call: the incidents in the records bucket, one incident in full, and the
-//! deny entries it holds in each network ACL (checked against the NACL
-//! itself, which is the truth).
+//! The third use case: what Firebreak has done and still holds, read back
+//! for the people on call — the incidents it handled in a time range, one
+//! incident in full, and the deny entries it holds in each network ACL
+//! (checked against the NACL itself, which is the truth). [`Inventory`]
+//! reads the records bucket and reaches each NACL's account and region.
 //!
 //! A listing answers by when Firebreak handled an incident (recorded it,
 //! ran it again, released it, lifted its block), not by the date its record
@@ -11,13 +12,12 @@
 //! takes each action's state from its object names alone, and reads only
 //! each `incident.json` (sixteen at a time).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod blocks;
+mod listing;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use firebreak_core::Severity;
-use futures_util::future::join;
 use futures_util::stream::{self, StreamExt};
-use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ use crate::bucket::ledger::BlockMarker;
 use crate::bucket::RecordStore;
 use crate::error::{AwsError, Own};
 use crate::outcome::ActionOutcome;
-use crate::respond::Executor;
+use crate::place::Places;
 
 /// Reads in flight at once while listing.
 const READS_AT_ONCE: usize = 16;
@@ -190,211 +190,36 @@ pub struct HeldBlock {
     pub error: Option<String>,
 }
 
-/// The state of one action name from the object names under its incident.
-fn name_state(names: &BTreeMap<String, Vec<&'static str>>) -> Vec<(String, &'static str)> {
-    names
-        .iter()
-        .map(|(name, seen)| {
-            let state = ["done", "failed", "held", "skipped", "in_progress"]
-                .into_iter()
-                .find(|s| seen.contains(s))
-                .unwrap_or("in_progress");
-            (name.clone(), state)
-        })
-        .collect()
+/// Reads back what Firebreak recorded and holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Inventory<'a> {
+    store: &'a RecordStore,
+    places: &'a Places,
 }
 
-/// The incident's objects, grouped: `(date, id) → names after the id`.
-type Grouped = BTreeMap<(String, String), Vec<String>>;
-
-fn group(keys: &[String]) -> Grouped {
-    let mut out: Grouped = BTreeMap::new();
-    for o in keys.iter().filter_map(|k| layout::parse_incident_key(k)) {
-        out.entry((o.day, o.incident_id)).or_default().push(o.tail);
-    }
-    out
-}
-
-fn summarise(
-    bucket: &str,
-    date: &str,
-    id: &str,
-    tails: &[String],
-    record: &Value,
-) -> IncidentSummary {
-    let mut names: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
-    let mut released_by = Vec::new();
-    for t in tails {
-        if let Some(r) = layout::parse_release_tail(t) {
-            released_by.push(r.to_string());
-        } else if let Some((name, what)) = layout::parse_action_object(t) {
-            names.entry(name).or_default().push(what.state());
-        }
-    }
-    let actions: Vec<ActionState> = name_state(&names)
-        .into_iter()
-        .filter_map(|(name, state)| {
-            let kind = name.split('-').next().unwrap_or_default().to_string();
-            (!kind.starts_with("notify_")).then_some(ActionState { kind, state })
-        })
-        .collect();
-    let has = |s: &str| actions.iter().any(|a| a.state == s);
-    let dry_run = record["dry_run"].as_bool().unwrap_or(false);
-    let status = if has("failed") {
-        IncidentStatus::Failed
-    } else if has("held") {
-        IncidentStatus::Held
-    } else if has("in_progress") {
-        IncidentStatus::InProgress
-    } else if !released_by.is_empty() {
-        IncidentStatus::Released
-    } else if has("done") {
-        IncidentStatus::Contained
-    } else if dry_run {
-        IncidentStatus::DryRun
-    } else {
-        IncidentStatus::Recorded
-    };
-    let text = |k: &str| record[k].as_str().map(str::to_string);
-    IncidentSummary {
-        id: id.to_string(),
-        recorded_at: text("recorded_at"),
-        handled_at: text("recorded_at"),
-        severity: record["severity"].as_str().and_then(Severity::parse),
-        incident_type: text("type").unwrap_or_else(|| "-".into()),
-        source: text("source").unwrap_or_else(|| "-".into()),
-        account: text("account"),
-        region: text("region"),
-        status,
-        actions,
-        released_by,
-        record: format!("s3://{bucket}/incidents/dt={date}/{id}/"),
-    }
-}
-
-impl Executor {
-    fn store(&self) -> Result<&RecordStore, AwsError> {
-        self.records().ok_or_else(|| {
+impl<'a> Inventory<'a> {
+    /// The records in `store`; NACLs reached through `places`.
+    pub fn new(
+        store: Option<&'a RecordStore>,
+        places: &'a Places,
+    ) -> Result<Inventory<'a>, AwsError> {
+        let store = store.ok_or_else(|| {
             AwsError::from(Own::NoRecords {
                 operation: "ListObjectsV2",
                 consequence: "there are no records to read",
             })
-        })
-    }
-
-    /// The incidents Firebreak handled in the filter's window, newest
-    /// handling first. `progress(done, total)` is called as each record is
-    /// read.
-    ///
-    /// Two listings go out at once: the handling-time index of the window's
-    /// days (every incident recorded, run again, released or with a block
-    /// lifted then, whatever date its record is filed under), and the
-    /// records filed from the window's start (the records written before
-    /// that index existed). An incident the index names whose record is
-    /// filed earlier than that is listed on its own.
-    pub async fn incidents(
-        &self,
-        filter: &Filter,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Vec<IncidentSummary>, AwsError> {
-        let store = self.store()?;
-        // Records are filed by the incident's (first-seen) date, which may
-        // be a little before it was recorded: list from the day before.
-        let filed_from = filter
-            .since
-            .map(|t| (t - TimeDelta::days(1)).format("%Y-%m-%d").to_string());
-        let handled_from = filter.since.map(layout::handled_from);
-        let (handled, keys) = join(
-            store.list_after(layout::HANDLED, handled_from),
-            store.list_after(
-                layout::INCIDENTS,
-                filed_from.as_deref().map(layout::incidents_from),
-            ),
-        )
-        .await;
-        // Each incident's last handling in the window, and where it is filed.
-        let mut last: HashMap<String, (i64, String)> = HashMap::new();
-        for k in handled?.iter().filter_map(|k| layout::parse_handled_key(k)) {
-            let in_window =
-                DateTime::from_timestamp_millis(k.at_ms).is_some_and(|t| filter.in_window(t));
-            if !in_window {
-                continue;
-            }
-            let e = last
-                .entry(k.incident_id.clone())
-                .or_insert((k.at_ms, k.filed.clone()));
-            e.0 = e.0.max(k.at_ms);
-        }
-        let mut grouped = group(&keys?);
-        let listed: HashSet<&str> = grouped.keys().map(|(_, id)| id.as_str()).collect();
-        let older: Vec<(String, String)> = last
-            .iter()
-            .filter(|(id, _)| !listed.contains(id.as_str()))
-            .map(|(id, (_, filed))| (filed.clone(), id.clone()))
-            .collect();
-        let more = stream::iter(older.into_iter().map(|(filed, id)| async move {
-            let prefix = layout::incident_prefix(&filed, &id);
-            Ok::<_, AwsError>(((filed, id), store.list(&prefix).await?))
-        }))
-        .buffer_unordered(READS_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await;
-        for r in more {
-            let ((filed, id), keys) = r?;
-            let tails = keys
-                .iter()
-                .filter_map(|k| k.strip_prefix(&layout::incident_prefix(&filed, &id)))
-                .map(str::to_string)
-                .collect::<Vec<_>>();
-            if !tails.is_empty() {
-                grouped.insert((filed, id), tails);
-            }
-        }
-        let total = grouped.len();
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let read = stream::iter(grouped.iter().map(|((date, id), tails)| {
-            let (done, last) = (&done, &last);
-            async move {
-                let key = layout::record_key(&layout::incident_prefix(date, id));
-                let record = if tails.iter().any(|t| t == layout::RECORD_FILE) {
-                    store.get_json::<Value>(&key).await?.unwrap_or_default()
-                } else {
-                    Value::Null
-                };
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress(n, total);
-                let mut s = summarise(store.bucket(), date, id, tails, &record);
-                if let Some(t) = last
-                    .get(id)
-                    .and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
-                {
-                    s.handled_at = Some(t.to_rfc3339_opts(SecondsFormat::Millis, true));
-                }
-                Ok::<_, AwsError>(s)
-            }
-        }))
-        .buffer_unordered(READS_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await;
-        let mut out = Vec::with_capacity(read.len());
-        for r in read {
-            let s = r?;
-            if filter.keeps(&s) {
-                out.push(s);
-            }
-        }
-        out.sort_by(|a, b| b.handled_at.cmp(&a.handled_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        })?;
+        Ok(Inventory { store, places })
     }
 
     /// True when the incident is recorded here (one read of its index entry).
     pub async fn incident_exists(&self, id: &str) -> Result<bool, AwsError> {
-        Ok(self.store()?.find_prefix(id).await?.is_some())
+        Ok(self.store.find_prefix(id).await?.is_some())
     }
 
     /// One incident in full, if it is recorded here.
     pub async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>, AwsError> {
-        let store = self.store()?;
+        let store = self.store;
         let Some(prefix) = store.find_prefix(id).await? else {
             return Ok(None);
         };
@@ -442,76 +267,6 @@ impl Executor {
             releases,
         }))
     }
-
-    /// Every deny entry in the ledger, each checked against its NACL (one
-    /// DescribeNetworkAcls per account and region).
-    pub async fn blocks(
-        &self,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Vec<HeldBlock>, AwsError> {
-        let store = self.store()?;
-        let markers = store.markers().await?;
-        let mut by_place: HashMap<(Option<String>, Option<String>), Vec<BlockMarker>> =
-            HashMap::new();
-        for (_, m) in markers {
-            by_place
-                .entry((m.account.clone(), m.region.clone()))
-                .or_default()
-                .push(m);
-        }
-        let total = by_place.len();
-        let mut out = Vec::new();
-        for (n, ((account, region), ms)) in by_place.into_iter().enumerate() {
-            let entries = match self
-                .for_place(account.as_deref(), region.as_deref(), "blocks")
-                .await
-            {
-                Ok(here) => {
-                    let mut ids: Vec<String> =
-                        ms.iter().map(|m| m.network_acl_id.clone()).collect();
-                    ids.sort();
-                    ids.dedup();
-                    here.nacl_entries(&ids).await
-                }
-                Err(why) => Err(why.into_error("DescribeNetworkAcls")),
-            };
-            for m in ms {
-                let (state, error) = match &entries {
-                    Ok(e) => {
-                        let here = m.cidr.parse::<IpNet>().ok().is_some_and(|c| {
-                            e.iter().any(|(acl, egress, rule, cidr)| {
-                                *acl == m.network_acl_id
-                                    && *egress == m.egress
-                                    && *rule == m.rule_number
-                                    && *cidr == c
-                            })
-                        });
-                        (if here { "in_place" } else { "gone" }, None)
-                    }
-                    Err(e) => ("unknown", Some(e.to_string())),
-                };
-                out.push(HeldBlock {
-                    marker: m,
-                    state,
-                    error,
-                });
-            }
-            progress(n + 1, total);
-        }
-        out.sort_by(|a, b| {
-            (
-                &a.marker.network_acl_id,
-                a.marker.egress,
-                a.marker.rule_number,
-            )
-                .cmp(&(
-                    &b.marker.network_acl_id,
-                    b.marker.egress,
-                    b.marker.rule_number,
-                ))
-        });
-        Ok(out)
-    }
 }
 
 /// The date a `--since` like `7d`, `12h`, `30m` or `2026-11-20` names.
@@ -541,6 +296,7 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    use super::listing::summarise;
     use super::*;
 
     #[test]
