@@ -209,6 +209,31 @@ pub enum Own {
         /// The role.
         arn: String,
     },
+    /// ECS knows no active service of that name in the cluster.
+    #[error("no active service {service} in cluster {cluster}")]
+    NoSuchService {
+        /// The cluster.
+        cluster: String,
+        /// The service.
+        service: String,
+    },
+    /// Elastic Load Balancing described no such listener.
+    #[error("no listener {listener}")]
+    NoSuchListener {
+        /// The listener's ARN.
+        listener: String,
+    },
+    /// An object changed between the listing and its copy: a retry lists
+    /// the prefix again.
+    #[error("s3://{bucket}/{key} changed while it was copied (its ETag is no longer {etag})")]
+    EvidenceChanged {
+        /// The source bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The ETag it was listed with.
+        etag: String,
+    },
 }
 
 impl Own {
@@ -242,6 +267,9 @@ impl Own {
             Own::BudgetContention { .. } => "BudgetContention",
             Own::NotReachable { .. } => "NotReachable",
             Own::NoCredentials { .. } => "NoCredentials",
+            Own::NoSuchService { .. } => "ServiceNotFoundException",
+            Own::NoSuchListener { .. } => "ListenerNotFound",
+            Own::EvidenceChanged { .. } => "EvidenceChanged",
         }
     }
 
@@ -271,6 +299,9 @@ impl Own {
             Own::ReadBody(_) => "GetObject",
             Own::LockHeld { .. } => "Lock",
             Own::NoCredentials { .. } => "AssumeRole",
+            Own::NoSuchService { .. } => "DescribeServices",
+            Own::NoSuchListener { .. } => "DescribeListeners",
+            Own::EvidenceChanged { .. } => "CopyObject",
         }
     }
 
@@ -283,6 +314,7 @@ impl Own {
                 | Own::LockHeld { .. }
                 | Own::BudgetContention { .. }
                 | Own::QueryTimeout { .. }
+                | Own::EvidenceChanged { .. }
         )
     }
 }

@@ -716,6 +716,8 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         CommandOp::RevokeRoleSessions { .. } => ("COMMAND:REVOKE_ROLE_SESSIONS", Severity::High),
         CommandOp::IsolateInstance { .. } => ("COMMAND:ISOLATE_INSTANCE", Severity::High),
         CommandOp::Release { .. } => ("COMMAND:RELEASE", Severity::Medium),
+        // Everyone is told, stakeholders included: a service is taken down.
+        CommandOp::Lockdown { .. } => ("COMMAND:LOCKDOWN", Severity::Critical),
     };
     let mut i = new_incident(
         canonical_key("command", c),
@@ -769,7 +771,8 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         CommandOp::IsolateInstance { instance_id } => {
             i.subjects.instance = Some(Instance::named(instance_id))
         }
-        CommandOp::Release { .. } => {}
+        // Its targets are the command's own (see `crate::lockdown`).
+        CommandOp::Release { .. } | CommandOp::Lockdown { .. } => {}
     }
     i.command = Some(c.op.cleaned());
     i.evidence = Evidence {

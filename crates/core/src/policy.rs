@@ -20,6 +20,8 @@
 //! `Resources[]`, never a block, a credential change or monitoring. A
 //! custom action mapped to `record` changes nothing, for any product.
 
+mod lockdown;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -724,5 +726,21 @@ fn plan_command(p: &mut Planner<'_>, op: &CommandOp) {
             };
             p.push(ActionKind::Release, incident_id.clone(), verdict, params);
         }
+        CommandOp::Lockdown {
+            ecs_services,
+            listener_arns,
+            secret_ids,
+            log_groups,
+            evidence,
+        } => lockdown::plan(
+            p,
+            &crate::lockdown::Targets {
+                ecs_services,
+                listener_arns,
+                secret_ids,
+                log_groups,
+                evidence,
+            },
+        ),
     }
 }

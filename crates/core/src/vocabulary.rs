@@ -111,6 +111,17 @@ pub enum ActionKind {
     NotifyTeam,
     /// SNS notice to stakeholders.
     NotifyStakeholders,
+    /// An ECS service's desired count to 0 (the emergency lockdown).
+    ScaleServiceToZero,
+    /// A load balancer listener's default actions replaced by a fixed 503
+    /// (the emergency lockdown).
+    ServeMaintenanceResponse,
+    /// A Secrets Manager secret rotated now, with its configured rotation
+    /// (the emergency lockdown; not undone by a release).
+    RotateSecret,
+    /// Every object under an S3 prefix copied aside as evidence (the
+    /// emergency lockdown; kept on release).
+    CopyEvidence,
 }
 
 impl ActionKind {
@@ -136,6 +147,10 @@ impl ActionKind {
             ActionKind::RecordIncident => "record_incident",
             ActionKind::NotifyTeam => "notify_team",
             ActionKind::NotifyStakeholders => "notify_stakeholders",
+            ActionKind::ScaleServiceToZero => "scale_service_to_zero",
+            ActionKind::ServeMaintenanceResponse => "serve_maintenance_response",
+            ActionKind::RotateSecret => "rotate_secret",
+            ActionKind::CopyEvidence => "copy_evidence",
         }
     }
 }

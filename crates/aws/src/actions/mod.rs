@@ -4,10 +4,25 @@
 //! prior state (so the record can undo them). They know the gate, never
 //! the records bucket: claims, budgets and ledgers are the use cases' job.
 
+pub mod ecs;
+pub mod elb;
+pub mod evidence;
 pub mod groups;
 pub mod iam;
 pub mod isolate;
 pub mod logs;
 pub mod nacl;
 pub mod notify;
+pub mod secrets;
 pub mod snapshot;
+
+/// The first of `keys` that protects a resource: the configured tag key or
+/// the fixed [`isolate::PROTECTED_TAG`] (which IAM's denies name), checked
+/// live right before a change, as isolation does.
+pub(crate) fn protected_by<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+    configured: &str,
+) -> Option<&'a str> {
+    keys.into_iter()
+        .find(|k| *k == configured || *k == isolate::PROTECTED_TAG)
+}
