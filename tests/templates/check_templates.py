@@ -36,6 +36,23 @@ IAM_WRITES = {
     "iam:PutUserPolicy",
     "iam:DeleteUserPolicy",
 }
+# Each function role's IAM actions, exactly (H4).
+_CONTAIN_IAM = {
+    "iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:ListUserTags",
+    "iam:GetUserPolicy", "iam:PutUserPolicy",
+    "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:ListRoleTags",
+}
+IAM_ACTIONS = {
+    "GuardDutyRole": _CONTAIN_IAM,
+    "ManualRole": _CONTAIN_IAM,
+    "ReleaseRole": {
+        "iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:ListUserTags",
+        "iam:GetUserPolicy", "iam:PutUserPolicy", "iam:DeleteUserPolicy",
+        "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
+    },
+    "AlarmRole": set(),
+    "ExpirerRole": set(),
+}
 OWN_POLICY_NAMES = {"FirebreakRevokeOlderSessions", "FirebreakQuarantine"}
 NACL_ACTIONS = {"ec2:DescribeNetworkAcls", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"}
 FUNCTIONS = {
@@ -730,9 +747,22 @@ def h4(S):
         if extra:
             fail(name, f"{r} holds release powers {sorted(extra)}")
     rel = allowed_actions(st.role_statements("ReleaseRole"))
-    for a in ("iam:DeleteRolePolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
+    for a in ("iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
         if a not in rel:
             fail(name, f"ReleaseRole lacks {a}")
+    # Each role's IAM actions exactly, on users and roles of its own account
+    # only: a new IAM call is a change here, reviewed like code.
+    for r, want in IAM_ACTIONS.items():
+        stmts = [s for s in st.role_statements(r) if s.get("Effect") == "Allow"]
+        got = {a for a in allowed_actions(stmts) if a.startswith("iam:")}
+        if got != want:
+            fail(name, f"{r} IAM actions differ from the reviewed set: {sorted(got ^ want)}")
+        for s in stmts:
+            for a in actions_of(s) & want:
+                kind = "role" if "Role" in a else "user"
+                resources = set(listify(s["Resource"]))
+                if resources != {f"arn:aws:iam::{ACCOUNT}:{kind}/*"}:
+                    fail(name, f"{r} allows {a} on {sorted(resources)}")
     if "ReleaseFunctionName" not in st.t.get("Outputs", {}):
         fail(name, "no ReleaseFunctionName output")
     # The alarm: any Firebreak role's inline-policy write but its own names.

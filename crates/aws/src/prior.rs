@@ -30,7 +30,8 @@ pub fn of<T: DeserializeOwned>(o: &ActionOutcome) -> Result<T, String> {
     })
 }
 
-/// `deactivate_access_key`: the key and its status before.
+/// `deactivate_access_key`: the key and its status before, and the policy
+/// on its user that denies the sessions it minted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPrior {
     /// Its user.
@@ -39,6 +40,30 @@ pub struct KeyPrior {
     pub access_key_id: String,
     /// `Active` or `Inactive`.
     pub status: String,
+    /// The user's session-revocation policy it replaced (absent in records
+    /// written before keys' sessions were cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionsPrior>,
+}
+
+/// The inline policy that denies a user's older sessions, before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsPrior {
+    /// `FirebreakRevokeOlderSessions`.
+    pub policy_name: String,
+    /// The document it replaced; `null` when there was none.
+    pub previous_document: Option<String>,
+}
+
+/// `quarantine_user`: the user's quarantine policy before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinePrior {
+    /// The user.
+    pub user_name: String,
+    /// `FirebreakQuarantine`.
+    pub policy_name: String,
+    /// The document it replaced; `null` when there was none.
+    pub previous_document: Option<String>,
 }
 
 /// `revoke_role_sessions`: the revocation policy the role had before.
@@ -213,8 +238,16 @@ mod tests {
 
     #[test]
     fn every_kinds_prior_state_round_trips_as_records_hold_it() {
+        // Records written before keys' sessions were cut still read.
         round_trip::<KeyPrior>(json!({
             "user_name": "ci-deployer", "access_key_id": "AKIAIOSFODNN7EXAMPLE", "status": "Active"
+        }));
+        round_trip::<KeyPrior>(json!({
+            "user_name": "ci-deployer", "access_key_id": "AKIAIOSFODNN7EXAMPLE", "status": "Active",
+            "sessions": { "policy_name": "FirebreakRevokeOlderSessions", "previous_document": null }
+        }));
+        round_trip::<QuarantinePrior>(json!({
+            "user_name": "legacy-admin", "policy_name": "FirebreakQuarantine", "previous_document": null
         }));
         round_trip::<RevokePrior>(json!({
             "role_name": "app-server", "policy_name": "FirebreakRevokeOlderSessions", "previous_document": null

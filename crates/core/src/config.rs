@@ -262,6 +262,9 @@ impl Default for Budget {
                 (ActionKind::DeactivateAccessKey, 10),
                 (ActionKind::RevokeRoleSessions, 10),
                 (ActionKind::IsolateInstance, 5),
+                // Locking a user out entirely is the heaviest action:
+                // beyond a few an hour, a human looks first.
+                (ActionKind::QuarantineUser, 3),
             ]),
         }
     }
@@ -274,11 +277,12 @@ impl Budget {
     }
 
     /// Kinds a budget may name.
-    const KINDS: [ActionKind; 4] = [
+    const KINDS: [ActionKind; 5] = [
         ActionKind::BlockIp,
         ActionKind::DeactivateAccessKey,
         ActionKind::RevokeRoleSessions,
         ActionKind::IsolateInstance,
+        ActionKind::QuarantineUser,
     ];
 
     fn set(&mut self, name: &str, kind: &str, n: u32) -> Result<(), ConfigError> {

@@ -431,6 +431,24 @@ pub fn check_block(net: IpNet, cfg: &Config) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// What a responder does instead for a principal IAM cannot change
+/// (`UnmodifiableEntity`): never attempted, handed to a human with the
+/// exact steps.
+pub fn unmodifiable(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("AWSReservedSSO_") {
+        let set = rest.rsplit_once('_').map_or(rest, |(set, _)| set);
+        return Some(format!(
+            "`{name}` is an IAM Identity Center role: IAM cannot change it. Contain it in Identity Center: remove the permission set `{set}` from the user's account assignment (aws sso-admin delete-account-assignment), or disable the user in the identity store; its sessions end when they expire"
+        ));
+    }
+    if name.starts_with("AWSServiceRoleFor") {
+        return Some(format!(
+            "`{name}` is a service-linked role: IAM cannot change it. Stop the service or resource that uses it, and ask AWS Support if it was misused"
+        ));
+    }
+    None
+}
+
 /// The safety envelope for an IAM principal (user or role).
 pub fn check_principal(name: &str, cfg: &Config) -> Result<(), String> {
     if ids::is_placeholder(name) {
@@ -438,6 +456,9 @@ pub fn check_principal(name: &str, cfg: &Config) -> Result<(), String> {
     }
     if !ids::is_iam_name(name) {
         return Err(format!("`{name}` is not a valid IAM name"));
+    }
+    if let Some(instead) = unmodifiable(name) {
+        return Err(instead);
     }
     if cfg.is_protected_principal(name) {
         return Err(format!(
@@ -524,14 +545,33 @@ fn dir_name(d: TrafficDirection) -> &'static str {
 
 fn plan_credentials(p: &mut Planner<'_>) {
     let subjects = p.incident.subjects.clone();
-    let Some(key) = subjects.access_key else {
+    let Some(key) = subjects.access_key.clone() else {
         if let Some(role) = subjects.role {
             plan_revoke(p, &role);
+        }
+        // The runbook disables a compromised account: at CRITICAL, a user
+        // named without a key is locked out.
+        if let Some(user) = subjects
+            .user
+            .filter(|_| p.incident.severity == Severity::Critical)
+        {
+            plan_quarantine(p, &user);
         }
         return;
     };
     let user_type = key.user_type.as_deref().unwrap_or("IAMUser");
-    let temporary = ids::is_temporary_key(&key.id) || matches!(user_type, "AssumedRole" | "Role");
+    // An instance's stolen credentials are its role's sessions, whatever
+    // user type the finding reports (a sample may say IAMUser).
+    let instance_credentials = p
+        .incident
+        .incident_type
+        .contains("InstanceCredentialExfiltration");
+    let temporary = ids::is_temporary_key(&key.id)
+        || matches!(user_type, "AssumedRole" | "Role")
+        || instance_credentials;
+    let role = subjects
+        .role
+        .or_else(|| key.user_name.clone().filter(|_| instance_credentials));
     if user_type == "Root" {
         p.push(
             ActionKind::DeactivateAccessKey,
@@ -543,7 +583,7 @@ fn plan_credentials(p: &mut Planner<'_>) {
             ActionParams::default(),
         );
     } else if temporary {
-        match subjects.role {
+        match role {
             Some(role) => plan_revoke(p, &role),
             None => p.push(
                 ActionKind::RevokeRoleSessions,
@@ -568,7 +608,30 @@ fn plan_credentials(p: &mut Planner<'_>) {
             ..ActionParams::default()
         };
         p.push(ActionKind::DeactivateAccessKey, key.id, verdict, params);
+        // At CRITICAL the user is locked out too, not only the key.
+        if let Some(user) = key
+            .user_name
+            .filter(|_| p.incident.severity == Severity::Critical)
+        {
+            plan_quarantine(p, &user);
+        }
     }
+}
+
+fn plan_quarantine(p: &mut Planner<'_>, user: &str) {
+    let verdict = if user.eq_ignore_ascii_case("root") {
+        Err("the root user: Firebreak cannot act on it; a human secures it as root".into())
+    } else {
+        check_principal(user, p.cfg).map(|()| {
+            "deny-all inline policy on the user: no console, key or session of it can act".into()
+        })
+    };
+    p.push(
+        ActionKind::QuarantineUser,
+        user,
+        verdict,
+        ActionParams::default(),
+    );
 }
 
 fn deactivate_verdict(
@@ -588,7 +651,10 @@ fn deactivate_verdict(
     // Without a user name, UpdateAccessKey acts on the caller's own keys.
     let user = user_name.ok_or("the signal names no user for the key; Firebreak will not guess")?;
     check_principal(user, cfg)?;
-    Ok("long-term key (AKIA…): deactivate this key only".into())
+    Ok(
+        "long-term key (AKIA…): deactivate this key only, and deny the sessions it already minted"
+            .into(),
+    )
 }
 
 fn plan_revoke(p: &mut Planner<'_>, role: &str) {
@@ -700,6 +766,7 @@ fn plan_command(p: &mut Planner<'_>, op: &CommandOp) {
         }
         CommandOp::RevokeRoleSessions { role_name } => plan_revoke(p, role_name),
         CommandOp::IsolateInstance { .. } => plan_instance(p),
+        CommandOp::QuarantineUser { user_name } => plan_quarantine(p, user_name),
         CommandOp::Release {
             incident_id,
             action,

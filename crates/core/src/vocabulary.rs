@@ -111,6 +111,9 @@ pub enum ActionKind {
     NotifyTeam,
     /// SNS notice to stakeholders.
     NotifyStakeholders,
+    /// An inline deny-all policy on an IAM user: neither the console nor
+    /// any key or session of the user can do anything.
+    QuarantineUser,
 }
 
 impl ActionKind {
@@ -136,6 +139,7 @@ impl ActionKind {
             ActionKind::RecordIncident => "record_incident",
             ActionKind::NotifyTeam => "notify_team",
             ActionKind::NotifyStakeholders => "notify_stakeholders",
+            ActionKind::QuarantineUser => "quarantine_user",
         }
     }
 }

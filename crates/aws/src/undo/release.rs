@@ -15,8 +15,8 @@ use crate::error::{AwsError, Own};
 use crate::outcome::{ActionOutcome, Status, Step};
 use crate::place::Place;
 use crate::prior::{
-    self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, QueryPrior, ReleasePrior, RetentionPrior,
-    RevokePrior, Undone,
+    self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, QuarantinePrior, QueryPrior, ReleasePrior,
+    RetentionPrior, RevokePrior, Undone,
 };
 
 /// Where the earlier incident acted, as its record says.
@@ -151,24 +151,14 @@ impl Undo<'_> {
                 Ok(q) => self.unblock_found(here, &q).await,
                 Err(e) => read(e),
             },
-            ActionKind::DeactivateAccessKey if force => match prior::of::<KeyPrior>(o) {
-                Ok(k) => vec![iam::reactivate_access_key(&c.iam, &k.user_name, &o.target).await],
-                Err(e) => read(e),
-            },
-            ActionKind::DeactivateAccessKey => {
-                notes.push(format!(
-                    "key {} left Inactive: a leaked key is rotated, not re-enabled (\"force\": true re-enables it)",
-                    o.target
-                ));
-                Vec::new()
-            }
-            ActionKind::RevokeRoleSessions => match prior::of::<RevokePrior>(o) {
-                Ok(r) => {
-                    let previous = r.previous_document.as_deref();
-                    vec![iam::restore_role_policy(&c.iam, &o.target, earlier_id, previous).await]
+            ActionKind::DeactivateAccessKey
+            | ActionKind::RevokeRoleSessions
+            | ActionKind::QuarantineUser => {
+                match undo_credentials(&c.iam, earlier_id, o, force, notes).await {
+                    Some(r) => vec![r],
+                    None => Vec::new(),
                 }
-                Err(e) => read(e),
-            },
+            }
             ActionKind::IsolateInstance => match prior::of::<IsolatePrior>(o) {
                 Ok(p) => vec![isolate::restore_instance(&c.ec2, &p).await],
                 Err(e) => read(e),
@@ -257,6 +247,48 @@ impl Undo<'_> {
             }
         }
         done.calls.push("PutObject".into());
+    }
+}
+
+/// The undo of an IAM action: a key re-enabled (only when forced: a leaked
+/// key is rotated, not re-enabled) with its sessions no longer denied, a
+/// role's revocation or a user's quarantine lifted. `None` when nothing is
+/// to be done (a note says why).
+async fn undo_credentials(
+    iam_client: &aws_sdk_iam::Client,
+    earlier_id: &str,
+    o: &ActionOutcome,
+    force: bool,
+    notes: &mut Vec<String>,
+) -> Option<Result<Step, AwsError>> {
+    let read = |e: String| Some(Err(AwsError::from(Own::UnreadableRecord(e))));
+    match o.kind {
+        ActionKind::DeactivateAccessKey if !force => {
+            notes.push(format!(
+                "key {} left Inactive and its older sessions denied: a leaked key is rotated, not re-enabled (\"force\": true re-enables it)",
+                o.target
+            ));
+            None
+        }
+        ActionKind::DeactivateAccessKey => match prior::of::<KeyPrior>(o) {
+            Ok(k) => Some(iam::reactivate_access_key(iam_client, &k, earlier_id).await),
+            Err(e) => read(e),
+        },
+        ActionKind::RevokeRoleSessions => match prior::of::<RevokePrior>(o) {
+            Ok(r) => {
+                let previous = r.previous_document.as_deref();
+                Some(iam::restore_role_policy(iam_client, &o.target, earlier_id, previous).await)
+            }
+            Err(e) => read(e),
+        },
+        _ => match prior::of::<QuarantinePrior>(o) {
+            Ok(q) => {
+                let on = (q.user_name.as_str(), iam::QUARANTINE_POLICY_NAME);
+                let previous = q.previous_document.as_deref();
+                Some(iam::restore_user_policy(iam_client, on, earlier_id, previous).await)
+            }
+            Err(e) => read(e),
+        },
     }
 }
 
