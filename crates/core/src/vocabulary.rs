@@ -111,6 +111,9 @@ pub enum ActionKind {
     NotifyTeam,
     /// SNS notice to stakeholders.
     NotifyStakeholders,
+    /// Security Hub write-back: workflow `NOTIFIED` (only while `NEW`) and
+    /// a note of what was done, on the finding the incident came from.
+    UpdateFinding,
 }
 
 impl ActionKind {
@@ -118,7 +121,10 @@ impl ActionKind {
     pub fn is_containment(self) -> bool {
         !matches!(
             self,
-            ActionKind::RecordIncident | ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
+            ActionKind::RecordIncident
+                | ActionKind::NotifyTeam
+                | ActionKind::NotifyStakeholders
+                | ActionKind::UpdateFinding
         )
     }
 
@@ -136,6 +142,7 @@ impl ActionKind {
             ActionKind::RecordIncident => "record_incident",
             ActionKind::NotifyTeam => "notify_team",
             ActionKind::NotifyStakeholders => "notify_stakeholders",
+            ActionKind::UpdateFinding => "update_finding",
         }
     }
 }
