@@ -1,6 +1,7 @@
 //! The use case at Firebreak's heart: one planned incident, carried out
 //! exactly once however often its signal is delivered. Containment first
-//! and concurrently, then the record, then the notices. Every action ends
+//! and concurrently, then the record, then the notices, then the write-back
+//! to Security Hub. Every action ends
 //! `done`, `already_done`, `skipped`, `held` or `failed`; if any
 //! containment failed the caller gets an error naming it, and a retry skips
 //! what an earlier run already completed (read back from the record's
