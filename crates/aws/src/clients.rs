@@ -24,6 +24,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// STS: which account the credentials act in; roles in member accounts.
     pub sts: aws_sdk_sts::Client,
+    /// Security Hub: the write-back to findings (at home, like the records).
+    pub securityhub: aws_sdk_securityhub::Client,
     /// What they were built from: clients for another region or another
     /// account's credentials are derived from it. Without a region (a
     /// test's mocked clients), they are used as they are wherever the
@@ -92,6 +94,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            securityhub: aws_sdk_securityhub::Client::new(config),
             config: config.clone(),
         }
     }

@@ -209,6 +209,15 @@ pub enum Own {
         /// The role.
         arn: String,
     },
+    /// Security Hub has no such finding (yet: it imports a GuardDuty
+    /// finding minutes after GuardDuty sends it).
+    #[error("Security Hub has no finding {id} of {product_arn} (yet)")]
+    FindingNotFound {
+        /// Its ASFF `Id`.
+        id: String,
+        /// Its ASFF `ProductArn`.
+        product_arn: String,
+    },
 }
 
 impl Own {
@@ -242,6 +251,7 @@ impl Own {
             Own::BudgetContention { .. } => "BudgetContention",
             Own::NotReachable { .. } => "NotReachable",
             Own::NoCredentials { .. } => "NoCredentials",
+            Own::FindingNotFound { .. } => "FindingNotFound",
         }
     }
 
@@ -271,6 +281,7 @@ impl Own {
             Own::ReadBody(_) => "GetObject",
             Own::LockHeld { .. } => "Lock",
             Own::NoCredentials { .. } => "AssumeRole",
+            Own::FindingNotFound { .. } => "GetFindings",
         }
     }
 
@@ -283,6 +294,7 @@ impl Own {
                 | Own::LockHeld { .. }
                 | Own::BudgetContention { .. }
                 | Own::QueryTimeout { .. }
+                | Own::FindingNotFound { .. }
         )
     }
 }

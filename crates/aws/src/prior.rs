@@ -223,6 +223,22 @@ pub struct ReleasePrior {
     pub undone: Vec<Undone>,
 }
 
+/// `update_finding`: the finding's workflow status as Firebreak found it,
+/// and whether it set `NOTIFIED` (only over `NEW`). Nothing is undone: a
+/// release adds a note and leaves the status to whoever set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingPrior {
+    /// Its ASFF `Id`.
+    pub finding_id: String,
+    /// Its ASFF `ProductArn`.
+    pub product_arn: String,
+    /// `NEW`, `NOTIFIED`, `RESOLVED`, `SUPPRESSED` (`null`: Security Hub
+    /// gave none).
+    pub workflow_status: Option<String>,
+    /// Firebreak set `NOTIFIED`.
+    pub notified: bool,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -287,6 +303,11 @@ mod tests {
         round_trip::<RetentionPrior>(
             json!({ "log_group": "/prod/auth", "retention_in_days": null }),
         );
+        round_trip::<FindingPrior>(json!({
+            "finding_id": "arn:aws:guardduty:eu-west-1:111122223333:detector/d/finding/f",
+            "product_arn": "arn:aws:securityhub:eu-west-1::product/aws/guardduty",
+            "workflow_status": "NEW", "notified": true
+        }));
         round_trip::<ReleasePrior>(json!({
             "released_incident": "fb-a600cce2b4010f814d5f",
             "record": "incidents/dt=2026-11-20/fb-a600cce2b4010f814d5f/",

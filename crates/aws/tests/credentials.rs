@@ -154,6 +154,7 @@ async fn the_runbook_alert_quarantines_the_user_and_release_restores_it_exactly(
     let r = run_one(&exec, &acct.cfg, &release(&first.id, false)).await;
     assert_eq!(status_of(&r, ActionKind::Release), Status::Done, "{r:#?}");
     assert_eq!(permissions(iam, "contractor-jane").await, before);
+    support::assert_records_match_schema(&acct.clients.s3, "records-quarantine").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

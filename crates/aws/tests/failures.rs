@@ -243,6 +243,7 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         config: aws_config::SdkConfig::builder().build(),
     };
     let vars: BTreeMap<String, String> = [
@@ -859,6 +860,7 @@ async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         config: aws_config::SdkConfig::builder().build(),
     };
     let when_planned = Config::load(&BTreeMap::new(), None).unwrap();
@@ -923,6 +925,7 @@ async fn a_member_role_that_cannot_be_assumed_fails_named_and_touches_nothing() 
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, [&refuse]),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         config: aws_config::SdkConfig::builder().build(),
     };
     let vars: BTreeMap<String, String> = [

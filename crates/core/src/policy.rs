@@ -19,6 +19,10 @@
 //! precisely: isolating (and snapshotting) an instance named in
 //! `Resources[]`, never a block, a credential change or monitoring. A
 //! custom action mapped to `record` changes nothing, for any product.
+//!
+//! With `securityhub_writeback` on, the plan ends with `update_finding` on
+//! the Security Hub finding the incident names ([`securityhub_finding`]):
+//! bookkeeping, like the record and the notices, carried out after them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -92,6 +96,10 @@ pub struct ActionParams {
     /// For a release: re-activating a key needs this.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub force: bool,
+    /// For a Security Hub write-back: the finding's `ProductArn` (its `Id`
+    /// is the target); the two name the finding to Security Hub.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub product_arn: Option<String>,
 }
 
 impl ActionParams {
@@ -230,12 +238,73 @@ pub fn plan(incident: Incident, cfg: &Config) -> PlannedIncident {
             ActionParams::default(),
         );
     }
+    plan_write_back(&mut p);
     let actions = p.actions;
     PlannedIncident {
         incident,
         dry_run: cfg.dry_run,
         actions,
     }
+}
+
+/// A finding as Security Hub knows it: `Id` and `ProductArn` name it to
+/// `GetFindings` and `BatchUpdateFindings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHubFinding {
+    /// The ASFF `Id` (for GuardDuty's findings, the finding ARN).
+    pub id: String,
+    /// The ASFF `ProductArn`.
+    pub product_arn: String,
+}
+
+/// The Security Hub finding an incident names, if any: the one it came
+/// from, or for a finding GuardDuty sent itself, GuardDuty's copy in
+/// Security Hub (`Id` = the finding ARN, `ProductArn` = GuardDuty's product
+/// in the finding's region and partition). Both deliveries of one GuardDuty
+/// finding name the same one, so they still plan alike.
+pub fn securityhub_finding(i: &Incident) -> Option<SecurityHubFinding> {
+    let ev = &i.evidence;
+    if let (Some(id), Some(product_arn)) = (
+        ev.securityhub_finding_id.as_deref(),
+        ev.securityhub_product_arn.as_deref(),
+    ) {
+        return Some(SecurityHubFinding {
+            id: id.to_string(),
+            product_arn: product_arn.to_string(),
+        });
+    }
+    if i.source != Source::Guardduty {
+        return None;
+    }
+    let arn = ev.finding_arn.as_deref()?;
+    let partition = arn.split(':').nth(1).filter(|p| !p.is_empty())?;
+    let region = i.region.as_deref().filter(|r| ids::is_region_code(r))?;
+    Some(SecurityHubFinding {
+        id: arn.to_string(),
+        product_arn: format!("arn:{partition}:securityhub:{region}::product/aws/guardduty"),
+    })
+}
+
+/// The write-back to Security Hub, after the notices: bookkeeping like
+/// them, so nothing holds it back; planned only when configured and the
+/// incident names a finding.
+fn plan_write_back(p: &mut Planner<'_>) {
+    if !p.cfg.securityhub_writeback {
+        return;
+    }
+    let Some(f) = securityhub_finding(p.incident) else {
+        return;
+    };
+    let params = ActionParams {
+        product_arn: Some(f.product_arn),
+        ..ActionParams::default()
+    };
+    p.push(
+        ActionKind::UpdateFinding,
+        f.id,
+        Ok("Security Hub: workflow NOTIFIED while still NEW, and a note of what was done".into()),
+        params,
+    );
 }
 
 /// Blocks for addresses found while carrying out the plan (the failed-login

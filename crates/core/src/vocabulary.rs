@@ -114,6 +114,9 @@ pub enum ActionKind {
     /// An inline deny-all policy on an IAM user: neither the console nor
     /// any key or session of the user can do anything.
     QuarantineUser,
+    /// Security Hub write-back: workflow `NOTIFIED` (only while `NEW`) and
+    /// a note of what was done, on the finding the incident came from.
+    UpdateFinding,
 }
 
 impl ActionKind {
@@ -121,7 +124,10 @@ impl ActionKind {
     pub fn is_containment(self) -> bool {
         !matches!(
             self,
-            ActionKind::RecordIncident | ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
+            ActionKind::RecordIncident
+                | ActionKind::NotifyTeam
+                | ActionKind::NotifyStakeholders
+                | ActionKind::UpdateFinding
         )
     }
 
@@ -140,6 +146,7 @@ impl ActionKind {
             ActionKind::NotifyTeam => "notify_team",
             ActionKind::NotifyStakeholders => "notify_stakeholders",
             ActionKind::QuarantineUser => "quarantine_user",
+            ActionKind::UpdateFinding => "update_finding",
         }
     }
 }

@@ -3,6 +3,8 @@
 //! [`Gate`](crate::gate::Gate) before their first change and return the
 //! prior state (so the record can undo them). They know the gate, never
 //! the records bucket: claims, budgets and ledgers are the use cases' job.
+//! Bookkeeping that leaves the account alone lives here too: the notices
+//! (`notify`) and the Security Hub write-back (`securityhub`).
 
 pub mod groups;
 pub mod iam;
@@ -10,4 +12,5 @@ pub mod isolate;
 pub mod logs;
 pub mod nacl;
 pub mod notify;
+pub mod securityhub;
 pub mod snapshot;

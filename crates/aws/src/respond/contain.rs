@@ -45,14 +45,15 @@ impl Executor {
             }
             ActionKind::Release => match gate.pass().await {
                 Ok(()) => match self.undo("Release", "nothing to release from") {
-                    Ok(undo) => undo.release(a, &i.id).await,
+                    Ok(undo) => undo.release(a, i).await,
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             },
             ActionKind::RecordIncident
             | ActionKind::NotifyTeam
-            | ActionKind::NotifyStakeholders => Err(Own::InvalidPlan {
+            | ActionKind::NotifyStakeholders
+            | ActionKind::UpdateFinding => Err(Own::InvalidPlan {
                 operation: "Execute",
                 what: "bookkeeping is not containment".into(),
             }

@@ -1,14 +1,18 @@
 //! A responder's release: undo an earlier incident's actions (or one of
-//! them) from its record, where they were done.
+//! them) from its record, where they were done, and say so on the
+//! released incident's Security Hub finding (a note; its workflow status
+//! stays whatever it is).
 
 use chrono::Utc;
-use firebreak_core::{Action, ActionKind};
+use firebreak_core::policy::SecurityHubFinding;
+use firebreak_core::{Action, ActionKind, Incident};
 use futures_util::future::join;
 use ipnet::IpNet;
 use serde::Deserialize;
 use tracing::warn;
 
 use super::Undo;
+use crate::actions::securityhub::{self, Workflow};
 use crate::actions::{iam, isolate, logs};
 use crate::bucket::layout;
 use crate::error::{AwsError, Own};
@@ -19,11 +23,32 @@ use crate::prior::{
     RetentionPrior, RevokePrior, Undone,
 };
 
-/// Where the earlier incident acted, as its record says.
+/// Where the earlier incident acted, and its plan, as its record says.
 #[derive(Debug, Default, Deserialize)]
 struct Record {
     #[serde(default)]
     acted_in: Option<Acted>,
+    /// Read loosely: only the write-backs are needed, and a record of a
+    /// newer version (an action kind this one does not know) must still
+    /// release.
+    #[serde(default)]
+    actions: Vec<serde_json::Value>,
+}
+
+impl Record {
+    /// The Security Hub findings its plan wrote back to.
+    fn findings(&self) -> Vec<SecurityHubFinding> {
+        self.actions
+            .iter()
+            .filter(|a| a["kind"] == ActionKind::UpdateFinding.as_str())
+            .filter_map(|a| {
+                Some(SecurityHubFinding {
+                    id: a["target"].as_str()?.to_string(),
+                    product_arn: a["params"]["product_arn"].as_str()?.to_string(),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,8 +77,10 @@ struct Progressing {
 }
 
 impl Undo<'_> {
-    /// Undoes an earlier incident's actions from its record.
-    pub(crate) async fn release(&self, a: &Action, release_id: &str) -> Result<Step, AwsError> {
+    /// Undoes an earlier incident's actions from its record; `release` is
+    /// the release's own incident (who asked, and why).
+    pub(crate) async fn release(&self, a: &Action, release: &Incident) -> Result<Step, AwsError> {
+        let release_id = release.id.as_str();
         let earlier_id = &a.target;
         let earlier = self.earlier(earlier_id).await?;
         // What changed the account (not the record, a notice or a release).
@@ -86,6 +113,8 @@ impl Undo<'_> {
             return Err(e);
         }
         self.mark(a, release_id, &earlier, &mut done).await;
+        self.note_findings(&earlier, earlier_id, release, &mut done)
+            .await;
         Ok(done.step(earlier_id, &earlier.prefix, &here))
     }
 
@@ -176,7 +205,8 @@ impl Undo<'_> {
             ActionKind::Release
             | ActionKind::RecordIncident
             | ActionKind::NotifyTeam
-            | ActionKind::NotifyStakeholders => Vec::new(),
+            | ActionKind::NotifyStakeholders
+            | ActionKind::UpdateFinding => Vec::new(),
         }
     }
 
@@ -289,6 +319,44 @@ async fn undo_credentials(
             }
             Err(e) => read(e),
         },
+    }
+}
+
+impl Undo<'_> {
+    /// A note on each Security Hub finding the released incident wrote back
+    /// to: what was undone and kept, at whose request. From home, like the
+    /// write-back. A note that cannot be written is said in the release's
+    /// outcome; the undo stands (it is what was asked, and it is done).
+    async fn note_findings(
+        &self,
+        earlier: &Earlier,
+        earlier_id: &str,
+        release: &Incident,
+        done: &mut Progressing,
+    ) {
+        let findings = earlier.record.findings();
+        if !self.writeback || findings.is_empty() {
+            return;
+        }
+        let what: Vec<String> = done.undone.iter().map(|u| u.detail.clone()).collect();
+        let what: Vec<String> = what.into_iter().chain(done.notes.iter().cloned()).collect();
+        let ev = &release.evidence;
+        let asked = (ev.requested_by.as_deref(), ev.reason.as_deref());
+        let text = securityhub::release_note(earlier_id, &release.id, asked, &what);
+        let client = &self.places.home().clients.securityhub;
+        for f in &findings {
+            match securityhub::update(client, f, Workflow::Keep, &text).await {
+                Ok(()) => done.calls.push("BatchUpdateFindings".into()),
+                Err(e) => {
+                    warn!(incident_id = %earlier_id, code = e.code.as_deref().unwrap_or("-"), "Security Hub note not added");
+                    done.notes.push(format!(
+                        "Security Hub note on {} not added ({})",
+                        f.id,
+                        e.code.as_deref().unwrap_or("no error code")
+                    ));
+                }
+            }
+        }
     }
 }
 
