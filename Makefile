@@ -100,7 +100,7 @@ firebreak: test-build ## the firebreak CLI, e.g. make firebreak ARGS='incidents 
 	@$(FIREBREAK) $(ARGS)
 
 golden: ## rewrite events/plans/ from the current planner (review the diff like code)
-	UPDATE_GOLDEN=1 $(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS) --test golden
+	UPDATE_GOLDEN=1 $(WITH_CLIPPY) $(CARGO) test $(TEST_TARGETS) -- every_event_matches_its_golden_plan
 
 demo: ## the main job on an embedded default: local AWS, a seeded account, the functions, the outcome
 	@# The venv's first install overlaps the build, as in `make test`.

@@ -60,6 +60,19 @@ async fn guardduty_function_deactivates_the_leaked_key_once_and_refuses_other_ev
         statuses(&again).contains(&("deactivate_access_key".into(), "already_done".into())),
         "{again:#}"
     );
+    // Security Hub's copy of the same finding goes to the same function
+    // and is the same incident: nothing is done twice.
+    let via_hub = s.event("securityhub-guardduty-leaked-key-imported.json");
+    let hub = answer(&fns.invoke("firebreak-guardduty", &via_hub));
+    assert_eq!(hub["incidents"][0]["id"], first["incidents"][0]["id"]);
+    assert!(
+        statuses(&hub).contains(&("deactivate_access_key".into(), "already_done".into())),
+        "{hub:#}"
+    );
+    assert!(
+        !statuses(&hub).iter().any(|(_, status)| status == "done"),
+        "{hub:#}"
+    );
 
     // An alarm sent to the GuardDuty function is refused; nothing changes.
     let before = key_states(&emu, &s).await;

@@ -625,3 +625,58 @@ async fn a_dry_run_of_every_event_records_and_notifies_and_changes_nothing() {
         "a dry run spends no budget"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardduty_finding_and_its_security_hub_copy_act_once_in_either_order() {
+    let native = "guardduty-ssh-brute-force.json";
+    let via_hub = "securityhub-guardduty-ssh-brute-force-imported.json";
+    for (first, second) in [(native, via_hub), (via_hub, native)] {
+        let rig = rig().await;
+        let cfg = rig.config(&[]);
+        let exec = rig.executor(&cfg);
+        let a = deliver(&exec, &cfg, &rig.seeded.event(first)).await;
+        let b = deliver(&exec, &cfg, &rig.seeded.event(second)).await;
+        assert_eq!((a.len(), b.len()), (1, 1));
+        let (a, b) = (&a[0], &b[0]);
+        assert_eq!(a.id, b.id, "{first} then {second}: one incident");
+        let changes = |r: &IncidentReport, s: Status| {
+            r.actions
+                .iter()
+                .filter(|o| o.kind.is_containment() && o.status == s)
+                .map(|o| (o.kind, o.target.clone()))
+                .collect::<Vec<_>>()
+        };
+        let done = changes(a, Status::Done);
+        let kinds: BTreeSet<ActionKind> = done.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from([
+                ActionKind::BlockIp,
+                ActionKind::IsolateInstance,
+                ActionKind::SnapshotVolumes
+            ]),
+            "{first}: {a:#?}"
+        );
+        // The second delivery finds every action done and does none again.
+        assert!(changes(b, Status::Done).is_empty(), "{second}: {b:#?}");
+        assert_eq!(changes(b, Status::AlreadyDone), done, "{second}");
+        assert!(b.failure().is_none() && a.failure().is_none());
+        // One record, one notice, one deny entry, one snapshot per volume.
+        let records: Vec<String> = rig
+            .keys("incidents/")
+            .await
+            .into_iter()
+            .filter(|k| k.ends_with("/incident.json"))
+            .collect();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(
+            rig.notices_per_incident().await,
+            BTreeMap::from([(a.id.clone(), 1)])
+        );
+        assert_eq!(rig.denies().await.len(), 1, "{:?}", rig.denies().await);
+        let snaps =
+            support::snapshot_count(&rig.clients.ec2, filter("tag:firebreak:incident", &a.id))
+                .await;
+        assert_eq!(snaps, rig.volumes().await);
+    }
+}

@@ -372,7 +372,7 @@ pub fn outcome_line(a: &firebreak_aws::outcome::ActionOutcome) -> String {
     format!("{kind} {target} {status:?}: {detail}")
 }
 
-/// Seeds a small account: a user with two keys, a VPC with a subnet and its
+/// Seeds a small account: a user with two keys, a user without, a VPC with a subnet and its
 /// NACL, an instance with a volume, a log group, the bucket and the topics
 /// (the team topic with an SQS subscription to read notices back), and what
 /// a lockdown acts on (an ECS service, an ALB listener, a secret, a bucket
@@ -385,6 +385,13 @@ pub async fn seed(emu: &Emulator) -> Seeded {
     let topics = support::topics_with_inbox(&c.sns, &sqs).await;
     let user = "ci-deployer".to_string();
     let keys = support::user_with_keys(&c.iam, &user, 2).await;
+    // The user the runbook's CRITICAL alert names (manual-compromised-account).
+    c.iam
+        .create_user()
+        .user_name("contractor-jane")
+        .send()
+        .await
+        .unwrap();
     let (vpc, subnet, nacl) = support::vpc_with_subnet(&c.ec2).await;
     let (instance, web_group) = support::instance_with_volume(&c.ec2, &vpc, &subnet).await;
     let log_group = "/prod/auth-service".to_string();

@@ -36,6 +36,23 @@ IAM_WRITES = {
     "iam:PutUserPolicy",
     "iam:DeleteUserPolicy",
 }
+# Each function role's IAM actions, exactly (H4).
+_CONTAIN_IAM = {
+    "iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:ListUserTags",
+    "iam:GetUserPolicy", "iam:PutUserPolicy",
+    "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:ListRoleTags",
+}
+IAM_ACTIONS = {
+    "GuardDutyRole": _CONTAIN_IAM,
+    "ManualRole": _CONTAIN_IAM,
+    "ReleaseRole": {
+        "iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:ListUserTags",
+        "iam:GetUserPolicy", "iam:PutUserPolicy", "iam:DeleteUserPolicy",
+        "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
+    },
+    "AlarmRole": set(),
+    "ExpirerRole": set(),
+}
 OWN_POLICY_NAMES = {"FirebreakRevokeOlderSessions", "FirebreakQuarantine"}
 NACL_ACTIONS = {"ec2:DescribeNetworkAcls", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"}
 # What the emergency lockdown changes (L1-L3), and the resource each takes.
@@ -742,9 +759,22 @@ def h4(S):
         if extra:
             fail(name, f"{r} holds release powers {sorted(extra)}")
     rel = allowed_actions(st.role_statements("ReleaseRole"))
-    for a in ("iam:DeleteRolePolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
+    for a in ("iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
         if a not in rel:
             fail(name, f"ReleaseRole lacks {a}")
+    # Each role's IAM actions exactly, on users and roles of its own account
+    # only: a new IAM call is a change here, reviewed like code.
+    for r, want in IAM_ACTIONS.items():
+        stmts = [s for s in st.role_statements(r) if s.get("Effect") == "Allow"]
+        got = {a for a in allowed_actions(stmts) if a.startswith("iam:")}
+        if got != want:
+            fail(name, f"{r} IAM actions differ from the reviewed set: {sorted(got ^ want)}")
+        for s in stmts:
+            for a in actions_of(s) & want:
+                kind = "role" if "Role" in a else "user"
+                resources = set(listify(s["Resource"]))
+                if resources != {f"arn:aws:iam::{ACCOUNT}:{kind}/*"}:
+                    fail(name, f"{r} allows {a} on {sorted(resources)}")
     if "ReleaseFunctionName" not in st.t.get("Outputs", {}):
         fail(name, "no ReleaseFunctionName output")
     # The alarm: any Firebreak role's inline-policy write but its own names.
@@ -846,7 +876,8 @@ def member_invariant(S):
     home = set()
     for r in ("GuardDutyRole", "ManualRole", "ReleaseRole"):
         home |= allowed_actions(main.role_statements(r))
-    bookkeeping = {a for a in home if a.split(":")[0] in ("s3", "sns", "sqs", "kms", "sts")}
+    # The Security Hub write-back is at home too (the hub aggregates members' findings).
+    bookkeeping = {a for a in home if a.split(":")[0] in ("s3", "sns", "sqs", "kms", "sts", "securityhub")}
     bookkeeping |= {"logs:CreateLogStream", "logs:PutLogEvents"}
     # S3 in the member role is the lockdown's evidence copy (checked by L3).
     allowed = {a for a in allowed_actions(member.role_statements("MemberRole")) if not a.startswith("s3:")}
@@ -870,6 +901,101 @@ def member_invariant(S):
             for a in allowed_actions(stmts):
                 if a == "*" or a.endswith(":*"):
                     fail(name, f"{key} {r} allows {a}")
+
+
+SECURITYHUB_READ_WRITE = {"securityhub:GetFindings", "securityhub:BatchUpdateFindings"}
+# What BatchUpdateFindings could change besides the note and the workflow.
+SECURITYHUB_FIELDS = [
+    "Severity.Label", "Severity.Normalized", "Severity.Product", "Confidence", "Criticality",
+    "Types", "RelatedFindings", "UserDefinedFields.key", "UserDefinedFields.value", "VerificationState",
+]
+
+
+def field_denied(stmts, field):
+    """A Deny of BatchUpdateFindings whenever a request carries `field`."""
+    return any(
+        s.get("Effect") == "Deny" and any(glob(a, "securityhub:BatchUpdateFindings") for a in actions_of(s))
+        and "*" in listify(s.get("Resource", []))
+        and set((s.get("Condition") or {})) == {"Null"}
+        and cond_keys(s).get(("Null", f"securityhub:asffsyntaxpath/{field}".lower())) == ["false"]
+        for s in stmts
+    )
+
+
+@check("Security Hub: the write-back reads and notes findings on the hub, nothing more; custom actions and rules")
+def securityhub(S):
+    name = "SecurityHub"
+    main = S["templates"][0]
+    hub = f"arn:aws:securityhub:{REGION}:{ACCOUNT}:hub/default"
+    off = Stack(main, {"SecurityHubWriteBack": "false"})
+    for key, st in (("main", S["main"]), ("main_on", S["main_on"]), ("writeback_off", off)):
+        for role, stmts in all_role_statements(st).items():
+            for s in stmts:
+                acts = {a for a in actions_of(s) if a.lower().startswith("securityhub:")}
+                if s.get("Effect") != "Allow" or not acts:
+                    continue
+                if not acts <= SECURITYHUB_READ_WRITE:
+                    fail(name, f"{key} {role} allows Security Hub {sorted(acts - SECURITYHUB_READ_WRITE)}: the write-back needs GetFindings and BatchUpdateFindings only")
+                if listify(s.get("Resource", [])) != [hub]:
+                    fail(name, f"{key} {role} allows {sorted(acts)} on {s.get('Resource')}, not the hub {hub} alone")
+            allowed = {a for a in allowed_actions(stmts) if a.lower().startswith("securityhub:")}
+            want = SECURITYHUB_READ_WRITE if key != "writeback_off" and role in ("GuardDutyRole", "ReleaseRole") else set()
+            if allowed != want:
+                fail(name, f"{key} {role}: Security Hub actions {sorted(allowed)}, expected {sorted(want)}")
+            if "securityhub:BatchUpdateFindings" not in allowed:
+                continue
+            status = [
+                s for s in stmts
+                if s.get("Effect") == "Deny" and "securityhub:BatchUpdateFindings" in actions_of(s)
+                and set(cond_keys(s).get(("StringEquals", "securityhub:asffsyntaxpath/workflow.status"), [])) >= {"NEW", "RESOLVED", "SUPPRESSED"}
+            ]
+            if not status:
+                fail(name, f"{key} {role} may set a workflow status other than NOTIFIED")
+            for field in SECURITYHUB_FIELDS:
+                if not field_denied(stmts, field):
+                    fail(name, f"{key} {role} may update {field} with BatchUpdateFindings")
+        env = st.function_env("GuardDutyFunction").get("FIREBREAK_SECURITYHUB_WRITEBACK")
+        if env != st.params["SecurityHubWriteBack"]:
+            fail(name, f"{key}: FIREBREAK_SECURITYHUB_WRITEBACK is {env!r}, not the parameter")
+    if main["Parameters"]["SecurityHubWriteBack"].get("Default") != "true":
+        fail(name, "the write-back is not on by default")
+    st = S["main"]
+    if st.of_type("AWS::SecurityHub::ActionTarget"):
+        fail(name, "custom actions are created by default (Security Hub may not be enabled)")
+    rules = {k: st.props(k) for k in st.of_type("AWS::Events::Rule")}
+    if any(r["EventPattern"].get("source") == ["aws.securityhub"] for r in rules.values()):
+        fail(name, "a Security Hub rule is on by default beside the GuardDuty rule: a finding would be routed twice")
+    on = Stack(main, {"SecurityHubCustomActions": "true", "SecurityHubImportedGuardDuty": "true"})
+    targets = {k: on.props(k) for k in on.of_type("AWS::SecurityHub::ActionTarget")}
+    got = sorted((t["Id"], t["Name"]) for t in targets.values())
+    if got != [("FirebreakContain", "firebreak-contain"), ("FirebreakRecord", "firebreak-record")]:
+        fail(name, f"custom actions {got}, not FirebreakContain/firebreak-contain and FirebreakRecord/firebreak-record")
+    for t in targets.values():
+        if len(t["Name"]) > 20 or len(t["Id"]) > 20:
+            fail(name, f"custom action {t} has a name or id over Security Hub's 20 characters")
+    rules = {k: on.props(k) for k in on.of_type("AWS::Events::Rule")}
+    perms = [on.props(k) for k in on.of_type("AWS::Lambda::Permission")]
+    findings_fn = "<getatt:GuardDutyFunction.Arn>"
+    custom = [k for k, r in rules.items() if r["EventPattern"].get("detail-type") == ["Security Hub Findings - Custom Action"]]
+    imported = [k for k, r in rules.items() if r["EventPattern"].get("detail-type") == ["Security Hub Findings - Imported"]]
+    if len(custom) != 1 or len(imported) != 1:
+        fail(name, f"expected one custom-action rule and one imported-findings rule, found {custom} and {imported}")
+        return
+    if sorted(rules[custom[0]]["EventPattern"].get("resources", [])) != sorted(f"<ref:{k}>" for k in targets):
+        fail(name, "the custom-action rule does not match Firebreak's custom actions alone")
+    products = rules[imported[0]]["EventPattern"].get("detail", {}).get("findings", {}).get("ProductArn", [])
+    if products != [{"suffix": ":product/aws/guardduty"}]:
+        fail(name, f"the imported-findings rule routes products {products}, not GuardDuty's alone")
+    for k in custom + imported:
+        r = rules[k]
+        if r["EventPattern"].get("source") != ["aws.securityhub"]:
+            fail(name, f"{k} does not match aws.securityhub")
+        if [t.get("Arn") for t in r.get("Targets", [])] != [findings_fn]:
+            fail(name, f"{k} does not go to the findings (GuardDuty) function alone")
+        if not all(t.get("DeadLetterConfig") for t in r.get("Targets", [])):
+            fail(name, f"{k} has no dead-letter queue")
+        if not any(p.get("SourceArn") == f"<getatt:{k}.Arn>" and p.get("Principal") == "events.amazonaws.com" for p in perms):
+            fail(name, f"{k} may not invoke the findings function (no permission scoped to it)")
 
 
 @check("L1 the lockdown changes only what is tagged firebreak:lockdown in its own account, never what is protected")

@@ -24,6 +24,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// STS: which account the credentials act in; roles in member accounts.
     pub sts: aws_sdk_sts::Client,
+    /// Security Hub: the write-back to findings (at home, like the records).
+    pub securityhub: aws_sdk_securityhub::Client,
     /// ECS: services scaled to zero by a lockdown.
     pub ecs: aws_sdk_ecs::Client,
     /// Elastic Load Balancing: listeners answering 503 during a lockdown.
@@ -98,6 +100,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            securityhub: aws_sdk_securityhub::Client::new(config),
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),

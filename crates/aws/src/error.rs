@@ -209,6 +209,15 @@ pub enum Own {
         /// The role.
         arn: String,
     },
+    /// Security Hub has no such finding (yet: it imports a GuardDuty
+    /// finding minutes after GuardDuty sends it).
+    #[error("Security Hub has no finding {id} of {product_arn} (yet)")]
+    FindingNotFound {
+        /// Its ASFF `Id`.
+        id: String,
+        /// Its ASFF `ProductArn`.
+        product_arn: String,
+    },
     /// ECS knows no active service of that name in the cluster.
     #[error("no active service {service} in cluster {cluster}")]
     NoSuchService {
@@ -267,6 +276,7 @@ impl Own {
             Own::BudgetContention { .. } => "BudgetContention",
             Own::NotReachable { .. } => "NotReachable",
             Own::NoCredentials { .. } => "NoCredentials",
+            Own::FindingNotFound { .. } => "FindingNotFound",
             Own::NoSuchService { .. } => "ServiceNotFoundException",
             Own::NoSuchListener { .. } => "ListenerNotFound",
             Own::EvidenceChanged { .. } => "EvidenceChanged",
@@ -299,6 +309,7 @@ impl Own {
             Own::ReadBody(_) => "GetObject",
             Own::LockHeld { .. } => "Lock",
             Own::NoCredentials { .. } => "AssumeRole",
+            Own::FindingNotFound { .. } => "GetFindings",
             Own::NoSuchService { .. } => "DescribeServices",
             Own::NoSuchListener { .. } => "DescribeListeners",
             Own::EvidenceChanged { .. } => "CopyObject",
@@ -314,6 +325,7 @@ impl Own {
                 | Own::LockHeld { .. }
                 | Own::BudgetContention { .. }
                 | Own::QueryTimeout { .. }
+                | Own::FindingNotFound { .. }
                 | Own::EvidenceChanged { .. }
         )
     }

@@ -19,9 +19,9 @@
 //!   act in, asked of STS once).
 //! - **What it does to an account**: [`actions`] — one module per kind of
 //!   change (NACL blocks, isolation and its groups, snapshots, IAM, Logs,
-//!   notices, and the emergency lockdown's ECS services, load balancer
-//!   listeners, secrets and evidence copies), each returning the prior
-//!   state it changed. They pass the
+//!   notices, the Security Hub write-back, and the emergency lockdown's ECS
+//!   services, load balancer listeners, secrets and evidence copies), each
+//!   returning the prior state it changed. They pass the
 //!   [`gate`] before their first change and know nothing of the bucket.
 //! - **Leaves**: [`outcome`] (how an action ended, [`outcome::Change`]),
 //!   [`prior`] (each action kind's recorded prior state, typed), [`report`],

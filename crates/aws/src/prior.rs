@@ -40,7 +40,8 @@ pub fn of<T: DeserializeOwned>(o: &ActionOutcome) -> Result<T, String> {
     })
 }
 
-/// `deactivate_access_key`: the key and its status before.
+/// `deactivate_access_key`: the key and its status before, and the policy
+/// on its user that denies the sessions it minted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPrior {
     /// Its user.
@@ -49,6 +50,30 @@ pub struct KeyPrior {
     pub access_key_id: String,
     /// `Active` or `Inactive`.
     pub status: String,
+    /// The user's session-revocation policy it replaced (absent in records
+    /// written before keys' sessions were cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionsPrior>,
+}
+
+/// The inline policy that denies a user's older sessions, before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsPrior {
+    /// `FirebreakRevokeOlderSessions`.
+    pub policy_name: String,
+    /// The document it replaced; `null` when there was none.
+    pub previous_document: Option<String>,
+}
+
+/// `quarantine_user`: the user's quarantine policy before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinePrior {
+    /// The user.
+    pub user_name: String,
+    /// `FirebreakQuarantine`.
+    pub policy_name: String,
+    /// The document it replaced; `null` when there was none.
+    pub previous_document: Option<String>,
 }
 
 /// `revoke_role_sessions`: the revocation policy the role had before.
@@ -208,6 +233,22 @@ pub struct ReleasePrior {
     pub undone: Vec<Undone>,
 }
 
+/// `update_finding`: the finding's workflow status as Firebreak found it,
+/// and whether it set `NOTIFIED` (only over `NEW`). Nothing is undone: a
+/// release adds a note and leaves the status to whoever set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingPrior {
+    /// Its ASFF `Id`.
+    pub finding_id: String,
+    /// Its ASFF `ProductArn`.
+    pub product_arn: String,
+    /// `NEW`, `NOTIFIED`, `RESOLVED`, `SUPPRESSED` (`null`: Security Hub
+    /// gave none).
+    pub workflow_status: Option<String>,
+    /// Firebreak set `NOTIFIED`.
+    pub notified: bool,
+}
+
 /// `scale_service_to_zero`: the service's desired count before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScalePrior {
@@ -273,8 +314,16 @@ mod tests {
 
     #[test]
     fn every_kinds_prior_state_round_trips_as_records_hold_it() {
+        // Records written before keys' sessions were cut still read.
         round_trip::<KeyPrior>(json!({
             "user_name": "ci-deployer", "access_key_id": "AKIAIOSFODNN7EXAMPLE", "status": "Active"
+        }));
+        round_trip::<KeyPrior>(json!({
+            "user_name": "ci-deployer", "access_key_id": "AKIAIOSFODNN7EXAMPLE", "status": "Active",
+            "sessions": { "policy_name": "FirebreakRevokeOlderSessions", "previous_document": null }
+        }));
+        round_trip::<QuarantinePrior>(json!({
+            "user_name": "legacy-admin", "policy_name": "FirebreakQuarantine", "previous_document": null
         }));
         round_trip::<RevokePrior>(json!({
             "role_name": "app-server", "policy_name": "FirebreakRevokeOlderSessions", "previous_document": null
@@ -314,6 +363,11 @@ mod tests {
         round_trip::<RetentionPrior>(
             json!({ "log_group": "/prod/auth", "retention_in_days": null }),
         );
+        round_trip::<FindingPrior>(json!({
+            "finding_id": "arn:aws:guardduty:eu-west-1:111122223333:detector/d/finding/f",
+            "product_arn": "arn:aws:securityhub:eu-west-1::product/aws/guardduty",
+            "workflow_status": "NEW", "notified": true
+        }));
         round_trip::<ReleasePrior>(json!({
             "released_incident": "fb-a600cce2b4010f814d5f",
             "record": "incidents/dt=2026-11-20/fb-a600cce2b4010f814d5f/",

@@ -9,79 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_iam::types::StatusType;
-use firebreak_aws::outcome::{ActionOutcome, Status};
-use firebreak_aws::{Clients, Executor, IncidentReport};
+use firebreak_aws::outcome::Status;
+use firebreak_aws::Executor;
 use firebreak_core::{plan_event, ActionKind, Config};
 use serde_json::Value;
+use support::account::{account, action, event, notices, objects, run_one, status_of, Account};
 use support::{filter, Emulator};
-
-struct Account {
-    clients: Clients,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    cfg: Arc<Config>,
-}
-
-/// Seeds the bucket, the topics and an SQS queue subscribed to the team topic.
-async fn account(emu: &Emulator, bucket: &str) -> Account {
-    let sdk = emu.sdk_config().await;
-    let clients = Clients::from_config(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    support::create_bucket(&clients.s3, bucket).await;
-    let support::Topics {
-        team,
-        stakeholders,
-        queue_url,
-    } = support::topics_with_inbox(&clients.sns, &sqs).await;
-    let vars: BTreeMap<String, String> = [
-        ("FIREBREAK_RECORDS_BUCKET", bucket.to_string()),
-        ("FIREBREAK_TEAM_TOPIC_ARN", team),
-        ("FIREBREAK_STAKEHOLDER_TOPIC_ARN", stakeholders),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let cfg = Arc::new(Config::load(&vars, None).unwrap());
-    Account {
-        clients,
-        sqs,
-        queue_url,
-        cfg,
-    }
-}
-
-fn event(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../events")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-async fn notices(acct: &Account) -> Vec<Value> {
-    support::notices(&acct.sqs, &acct.queue_url).await
-}
-
-fn action(r: &IncidentReport, k: ActionKind) -> &ActionOutcome {
-    r.actions
-        .iter()
-        .find(|a| a.kind == k)
-        .unwrap_or_else(|| panic!("no {} in {r:#?}", k.as_str()))
-}
-
-fn status_of(r: &IncidentReport, k: ActionKind) -> Status {
-    action(r, k).status
-}
-
-/// Plans one event (JSON) and runs its only incident.
-async fn run_one(exec: &Executor, cfg: &Config, event: &Value) -> IncidentReport {
-    let plan = plan_event(event.to_string().as_bytes(), cfg).unwrap();
-    assert_eq!(plan.incidents.len(), 1);
-    exec.run(&plan.incidents[0]).await
-}
-
-async fn objects(acct: &Account, bucket: &str) -> Vec<String> {
-    support::object_keys(&acct.clients.s3, bucket, "").await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaked_key_only_the_named_key_goes_inactive_once() {

@@ -62,7 +62,39 @@ async fn deactivate(
     iam: &aws_sdk_iam::Client,
 ) -> Result<firebreak_aws::outcome::Step, firebreak_aws::AwsError> {
     let key = "AKIAIOSFODNN7EXAMPLE";
-    firebreak_aws::actions::iam::deactivate_access_key(iam, "ci-deployer", key, &Gate::open()).await
+    firebreak_aws::actions::iam::deactivate_access_key(
+        iam,
+        ("ci-deployer", key),
+        "inc-1",
+        chrono::Utc::now(),
+        "firebreak:protected",
+        &Gate::open(),
+    )
+    .await
+}
+
+/// The other calls a deactivation makes, answering as for a user with no
+/// Firebreak policy and no tags: its sessions are then denied once.
+fn user_reads_and_the_sessions_policy() -> [Rule; 3] {
+    let (status, body) = iam_error(404, "NoSuchEntity", "The user policy cannot be found");
+    [
+        mock!(aws_sdk_iam::Client::get_user_policy)
+            .sequence()
+            .http_status(status, body)
+            .repeatedly()
+            .build(),
+        mock!(aws_sdk_iam::Client::list_user_tags).then_output(|| {
+            aws_sdk_iam::operation::list_user_tags::ListUserTagsOutput::builder()
+                .set_tags(Some(vec![]))
+                .build()
+                .unwrap()
+        }),
+        mock!(aws_sdk_iam::Client::put_user_policy)
+            .match_requests(|r| r.policy_name() == Some("FirebreakRevokeOlderSessions"))
+            .then_output(|| {
+                aws_sdk_iam::operation::put_user_policy::PutUserPolicyOutput::builder().build()
+            }),
+    ]
 }
 
 fn key(id: &str, status: StatusType) -> AccessKeyMetadata {
@@ -95,9 +127,15 @@ async fn throttling_is_retried_and_the_key_still_goes_inactive() {
         .then_output(|| {
             aws_sdk_iam::operation::update_access_key::UpdateAccessKeyOutput::builder().build()
         });
-    let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list, &update]);
+    let [get, tags, put] = user_reads_and_the_sessions_policy();
+    let iam = mocked!(
+        aws_sdk_iam,
+        RuleMode::MatchAny,
+        [&list, &update, &get, &tags, &put]
+    );
     let step = deactivate(&iam).await.unwrap();
     assert!(!step.already());
+    assert_eq!(put.num_calls(), 1, "the sessions the key minted are denied");
     assert_eq!(
         list.num_calls(),
         3,
@@ -114,11 +152,13 @@ async fn throttling_that_outlasts_the_retries_is_a_retryable_failure() {
         .http_status(status, body)
         .repeatedly()
         .build();
-    let iam = mocked!(aws_sdk_iam, RuleMode::Sequential, [&list]);
+    let [get, tags, put] = user_reads_and_the_sessions_policy();
+    let iam = mocked!(aws_sdk_iam, RuleMode::MatchAny, [&list, &get, &tags, &put]);
     let err = deactivate(&iam).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("Throttling"));
     assert!(err.retryable, "{err:?}");
     assert_eq!(list.num_calls(), 3, "the configured attempts, no more");
+    assert_eq!(put.num_calls(), 0, "nothing changes when the reads fail");
 }
 
 /// The whole executor on mocked clients: UpdateAccessKey is denied; the
@@ -187,8 +227,13 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
     let nothing = mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
         aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder().build()
     });
+    let [get_policy, tags, put_policy] = user_reads_and_the_sessions_policy();
     let clients = Clients {
-        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, [&list, &update]),
+        iam: mocked!(
+            aws_sdk_iam,
+            RuleMode::MatchAny,
+            [&list, &update, &get_policy, &tags, &put_policy]
+        ),
         ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nothing]),
         s3: mocked!(
             aws_sdk_s3,
@@ -198,6 +243,7 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
         elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
         secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
@@ -326,7 +372,11 @@ async fn a_call_that_never_answers_times_out_as_retryable() {
     let started = std::time::Instant::now();
     let err = deactivate(&iam).await.unwrap_err();
     assert!(err.retryable, "{err:?}");
-    assert_eq!(err.operation, "ListAccessKeys");
+    // The three reads go out at once; whichever times out first is named.
+    assert!(
+        ["ListAccessKeys", "GetUserPolicy", "ListUserTags"].contains(&err.operation),
+        "{err:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "bounded by the operation timeout, not hanging: {:?}",
@@ -813,6 +863,7 @@ async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
         elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
         secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
@@ -880,6 +931,7 @@ async fn a_member_role_that_cannot_be_assumed_fails_named_and_touches_nothing() 
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, [&refuse]),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
         elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
         secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
@@ -1042,6 +1094,7 @@ async fn a_lockdown_part_denied_leaves_the_others_done_recorded_and_named() {
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         ecs: mocked!(
             aws_sdk_ecs,
             RuleMode::MatchAny,

@@ -130,3 +130,49 @@ fn a_mistyped_setting_stops_it() {
         .unwrap();
     assert_refused(&out, "unknown setting FIREBREAK_ALOWLIST");
 }
+
+#[test]
+fn plan_shows_the_security_hub_write_back_when_it_is_on() {
+    let file = events().join("securityhub-guardduty-ssh-brute-force-imported.json");
+    let kinds = |writeback: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_firebreak"));
+        cmd.args(["plan", file.to_str().unwrap()]);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FIREBREAK_")) {
+            cmd.env_remove(k);
+        }
+        if let Some(v) = writeback {
+            cmd.env("FIREBREAK_SECURITYHUB_WRITEBACK", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["incidents"][0]["actions"].as_array().unwrap().clone()
+    };
+    let off = kinds(None);
+    assert!(
+        off.iter().all(|a| a["kind"] != "update_finding"),
+        "{off:#?}"
+    );
+    let on = kinds(Some("true"));
+    let w = on.last().unwrap();
+    assert_eq!(w["kind"], "update_finding", "{on:#?}");
+    assert_eq!(w["status"], "planned");
+    assert!(w["target"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:guardduty:eu-west-1:111122223333:detector/"));
+    assert_eq!(
+        w["params"]["product_arn"],
+        "arn:aws:securityhub:eu-west-1::product/aws/guardduty"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["plan", file.to_str().unwrap()])
+        .env("FIREBREAK_SECURITYHUB_WRITEBACK", "sometimes")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a mistyped setting stops it");
+}

@@ -122,6 +122,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "Security Hub custom action names and what they do, e.g. firebreak-contain=contain,firebreak-record=record",
     ),
     (
+        "FIREBREAK_SECURITYHUB_WRITEBACK",
+        "write back to the Security Hub finding: workflow NOTIFIED while NEW, and a note of what was done",
+    ),
+    (
         "FIREBREAK_EVIDENCE_BUCKET",
         "bucket a lockdown copies evidence into (the records bucket when unset)",
     ),
@@ -249,6 +253,11 @@ pub struct Config {
     /// exactly) and what each asks for. A name not listed is refused, so a
     /// new button in the console does nothing until it is given a meaning.
     pub securityhub_actions: BTreeMap<String, CustomAction>,
+    /// Write back to the Security Hub finding an incident came from (or,
+    /// for GuardDuty's own findings, GuardDuty's copy in Security Hub):
+    /// workflow `NOTIFIED` while it is `NEW`, and a note of what was done.
+    /// Off unless configured, so that a plan changes only when asked.
+    pub securityhub_writeback: bool,
     /// The blast-radius budget.
     pub budget: Budget,
     /// Seconds a claim on an action holds before another delivery may take
@@ -289,6 +298,9 @@ impl Default for Budget {
                 (ActionKind::DeactivateAccessKey, 10),
                 (ActionKind::RevokeRoleSessions, 10),
                 (ActionKind::IsolateInstance, 5),
+                // Locking a user out entirely is the heaviest action:
+                // beyond a few an hour, a human looks first.
+                (ActionKind::QuarantineUser, 3),
             ]),
         }
     }
@@ -301,11 +313,12 @@ impl Budget {
     }
 
     /// Kinds a budget may name.
-    const KINDS: [ActionKind; 4] = [
+    const KINDS: [ActionKind; 5] = [
         ActionKind::BlockIp,
         ActionKind::DeactivateAccessKey,
         ActionKind::RevokeRoleSessions,
         ActionKind::IsolateInstance,
+        ActionKind::QuarantineUser,
     ];
 
     fn set(&mut self, name: &str, kind: &str, n: u32) -> Result<(), ConfigError> {
@@ -355,6 +368,7 @@ impl Default for Config {
                 .iter()
                 .map(|(n, a)| (n.to_string(), *a))
                 .collect(),
+            securityhub_writeback: false,
             budget: Budget::default(),
             claim_ttl_seconds: 120,
             claim_wait_seconds: 20,
@@ -391,6 +405,7 @@ struct PolicyFile {
     member_role_name: Option<String>,
     member_accounts: Option<Vec<String>>,
     securityhub_actions: Option<BTreeMap<String, CustomAction>>,
+    securityhub_writeback: Option<bool>,
     budget: Option<BTreeMap<String, u32>>,
     claim_ttl_seconds: Option<u32>,
     claim_wait_seconds: Option<u32>,
@@ -517,6 +532,7 @@ impl Config {
         self.member_role_name = f.member_role_name.or(self.member_role_name.take());
         set(&mut self.member_accounts, f.member_accounts);
         set(&mut self.securityhub_actions, f.securityhub_actions);
+        set(&mut self.securityhub_writeback, f.securityhub_writeback);
         if let Some(s) = f.severity {
             set(&mut self.severity.alarm_default, s.alarm_default);
             if let Some(p) = s.alarm_patterns {
@@ -623,6 +639,9 @@ impl Config {
         }
         if let Some(v) = get("FIREBREAK_SECURITYHUB_ACTIONS") {
             self.securityhub_actions = parse_custom_actions("FIREBREAK_SECURITYHUB_ACTIONS", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_SECURITYHUB_WRITEBACK") {
+            self.securityhub_writeback = parse_bool("FIREBREAK_SECURITYHUB_WRITEBACK", &v)?;
         }
         self.evidence_bucket =
             opt(get("FIREBREAK_EVIDENCE_BUCKET")).or(self.evidence_bucket.take());
@@ -979,6 +998,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown variant `delete`"), "{err}");
+    }
+
+    #[test]
+    fn security_hub_write_back_is_off_unless_set_and_read_strictly() {
+        assert!(
+            !Config::load(&vars(&[]), None)
+                .unwrap()
+                .securityhub_writeback
+        );
+        let file = "securityhub_writeback = true\n";
+        let cfg = Config::load(&vars(&[]), Some(("p.toml", file))).unwrap();
+        assert!(cfg.securityhub_writeback);
+        let cfg = Config::load(
+            &vars(&[("FIREBREAK_SECURITYHUB_WRITEBACK", "false")]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert!(!cfg.securityhub_writeback, "the environment wins");
+        let err = Config::load(&vars(&[("FIREBREAK_SECURITYHUB_WRITEBACK", "maybe")]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`maybe` is not true or false"), "{err}");
+        let err = Config::load(
+            &vars(&[]),
+            Some(("p.toml", "securityhub_writeback = \"yes\"\n")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("securityhub_writeback"), "{err}");
     }
 
     #[test]

@@ -241,6 +241,11 @@ pub enum CommandOp {
         /// The instance.
         instance_id: String,
     },
+    /// Lock an IAM user out: an inline deny-all policy on it.
+    QuarantineUser {
+        /// The user.
+        user_name: String,
+    },
     /// Undo an earlier incident's actions, or one of them.
     Release {
         /// The incident whose actions to undo.
@@ -302,6 +307,9 @@ impl CommandOp {
             },
             CommandOp::IsolateInstance { instance_id } => CommandOp::IsolateInstance {
                 instance_id: name(instance_id),
+            },
+            CommandOp::QuarantineUser { user_name } => CommandOp::QuarantineUser {
+                user_name: name(user_name),
             },
             CommandOp::Release {
                 incident_id,
@@ -596,6 +604,7 @@ fn parse_command(value: Value) -> Result<Command, ParseError> {
             "deactivate_access_key",
             "revoke_role_sessions",
             "isolate_instance",
+            "quarantine_user",
             "release",
             "lockdown",
         ];

@@ -123,6 +123,9 @@ pub struct Subjects {
     /// The IAM role whose sessions are involved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// An IAM user named without a key (a responder's alert or command).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user: Option<String>,
     /// Subnets named explicitly (a responder's block command).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub subnets: Vec<String>,
@@ -697,15 +700,21 @@ fn from_alert(a: &ManualAlert, cfg: &Config) -> Result<Incident, ParseError> {
         description: opt_text(&a.description),
         threat_level: a.threat_level,
         requested_by: opt_name(&a.requested_by),
-        notes: match (&user_name, &i.subjects.access_key) {
-            (Some(u), None) => vec![format!(
-                "user `{u}` named without an access key: Firebreak deactivates only a key the signal names"
-            )],
-            _ => Vec::new(),
-        },
         ..Evidence::default()
     };
-    Ok(adjust(i, cfg, None))
+    if i.subjects.access_key.is_none() {
+        i.subjects.user = user_name;
+    }
+    let mut i = adjust(i, cfg, None);
+    if let Some(u) = i.subjects.user.as_deref() {
+        if i.severity < Severity::Critical {
+            let note = format!(
+                "user `{u}` named without an access key: a user is quarantined at CRITICAL, or by the quarantine_user command"
+            );
+            i.evidence.notes.push(note);
+        }
+    }
+    Ok(i)
 }
 
 fn from_command(c: &Command) -> Result<Incident, ParseError> {
@@ -715,6 +724,7 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         CommandOp::DeactivateAccessKey { .. } => ("COMMAND:DEACTIVATE_ACCESS_KEY", Severity::High),
         CommandOp::RevokeRoleSessions { .. } => ("COMMAND:REVOKE_ROLE_SESSIONS", Severity::High),
         CommandOp::IsolateInstance { .. } => ("COMMAND:ISOLATE_INSTANCE", Severity::High),
+        CommandOp::QuarantineUser { .. } => ("COMMAND:QUARANTINE_USER", Severity::High),
         CommandOp::Release { .. } => ("COMMAND:RELEASE", Severity::Medium),
         // Everyone is told, stakeholders included: a service is taken down.
         CommandOp::Lockdown { .. } => ("COMMAND:LOCKDOWN", Severity::Critical),
@@ -770,6 +780,9 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         }
         CommandOp::IsolateInstance { instance_id } => {
             i.subjects.instance = Some(Instance::named(instance_id))
+        }
+        CommandOp::QuarantineUser { user_name } => {
+            i.subjects.user = Some(sanitize::name(user_name))
         }
         // Its targets are the command's own (see `crate::lockdown`).
         CommandOp::Release { .. } | CommandOp::Lockdown { .. } => {}

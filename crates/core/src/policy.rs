@@ -19,6 +19,10 @@
 //! precisely: isolating (and snapshotting) an instance named in
 //! `Resources[]`, never a block, a credential change or monitoring. A
 //! custom action mapped to `record` changes nothing, for any product.
+//!
+//! With `securityhub_writeback` on, the plan ends with `update_finding` on
+//! the Security Hub finding the incident names ([`securityhub_finding`]):
+//! bookkeeping, like the record and the notices, carried out after them.
 
 mod lockdown;
 
@@ -94,6 +98,10 @@ pub struct ActionParams {
     /// For a release: re-activating a key needs this.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub force: bool,
+    /// For a Security Hub write-back: the finding's `ProductArn` (its `Id`
+    /// is the target); the two name the finding to Security Hub.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub product_arn: Option<String>,
 }
 
 impl ActionParams {
@@ -232,12 +240,73 @@ pub fn plan(incident: Incident, cfg: &Config) -> PlannedIncident {
             ActionParams::default(),
         );
     }
+    plan_write_back(&mut p);
     let actions = p.actions;
     PlannedIncident {
         incident,
         dry_run: cfg.dry_run,
         actions,
     }
+}
+
+/// A finding as Security Hub knows it: `Id` and `ProductArn` name it to
+/// `GetFindings` and `BatchUpdateFindings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHubFinding {
+    /// The ASFF `Id` (for GuardDuty's findings, the finding ARN).
+    pub id: String,
+    /// The ASFF `ProductArn`.
+    pub product_arn: String,
+}
+
+/// The Security Hub finding an incident names, if any: the one it came
+/// from, or for a finding GuardDuty sent itself, GuardDuty's copy in
+/// Security Hub (`Id` = the finding ARN, `ProductArn` = GuardDuty's product
+/// in the finding's region and partition). Both deliveries of one GuardDuty
+/// finding name the same one, so they still plan alike.
+pub fn securityhub_finding(i: &Incident) -> Option<SecurityHubFinding> {
+    let ev = &i.evidence;
+    if let (Some(id), Some(product_arn)) = (
+        ev.securityhub_finding_id.as_deref(),
+        ev.securityhub_product_arn.as_deref(),
+    ) {
+        return Some(SecurityHubFinding {
+            id: id.to_string(),
+            product_arn: product_arn.to_string(),
+        });
+    }
+    if i.source != Source::Guardduty {
+        return None;
+    }
+    let arn = ev.finding_arn.as_deref()?;
+    let partition = arn.split(':').nth(1).filter(|p| !p.is_empty())?;
+    let region = i.region.as_deref().filter(|r| ids::is_region_code(r))?;
+    Some(SecurityHubFinding {
+        id: arn.to_string(),
+        product_arn: format!("arn:{partition}:securityhub:{region}::product/aws/guardduty"),
+    })
+}
+
+/// The write-back to Security Hub, after the notices: bookkeeping like
+/// them, so nothing holds it back; planned only when configured and the
+/// incident names a finding.
+fn plan_write_back(p: &mut Planner<'_>) {
+    if !p.cfg.securityhub_writeback {
+        return;
+    }
+    let Some(f) = securityhub_finding(p.incident) else {
+        return;
+    };
+    let params = ActionParams {
+        product_arn: Some(f.product_arn),
+        ..ActionParams::default()
+    };
+    p.push(
+        ActionKind::UpdateFinding,
+        f.id,
+        Ok("Security Hub: workflow NOTIFIED while still NEW, and a note of what was done".into()),
+        params,
+    );
 }
 
 /// Blocks for addresses found while carrying out the plan (the failed-login
@@ -433,6 +502,24 @@ pub fn check_block(net: IpNet, cfg: &Config) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// What a responder does instead for a principal IAM cannot change
+/// (`UnmodifiableEntity`): never attempted, handed to a human with the
+/// exact steps.
+pub fn unmodifiable(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("AWSReservedSSO_") {
+        let set = rest.rsplit_once('_').map_or(rest, |(set, _)| set);
+        return Some(format!(
+            "`{name}` is an IAM Identity Center role: IAM cannot change it. Contain it in Identity Center: remove the permission set `{set}` from the user's account assignment (aws sso-admin delete-account-assignment), or disable the user in the identity store; its sessions end when they expire"
+        ));
+    }
+    if name.starts_with("AWSServiceRoleFor") {
+        return Some(format!(
+            "`{name}` is a service-linked role: IAM cannot change it. Stop the service or resource that uses it, and ask AWS Support if it was misused"
+        ));
+    }
+    None
+}
+
 /// The safety envelope for an IAM principal (user or role).
 pub fn check_principal(name: &str, cfg: &Config) -> Result<(), String> {
     if ids::is_placeholder(name) {
@@ -440,6 +527,9 @@ pub fn check_principal(name: &str, cfg: &Config) -> Result<(), String> {
     }
     if !ids::is_iam_name(name) {
         return Err(format!("`{name}` is not a valid IAM name"));
+    }
+    if let Some(instead) = unmodifiable(name) {
+        return Err(instead);
     }
     if cfg.is_protected_principal(name) {
         return Err(format!(
@@ -526,14 +616,33 @@ fn dir_name(d: TrafficDirection) -> &'static str {
 
 fn plan_credentials(p: &mut Planner<'_>) {
     let subjects = p.incident.subjects.clone();
-    let Some(key) = subjects.access_key else {
+    let Some(key) = subjects.access_key.clone() else {
         if let Some(role) = subjects.role {
             plan_revoke(p, &role);
+        }
+        // The runbook disables a compromised account: at CRITICAL, a user
+        // named without a key is locked out.
+        if let Some(user) = subjects
+            .user
+            .filter(|_| p.incident.severity == Severity::Critical)
+        {
+            plan_quarantine(p, &user);
         }
         return;
     };
     let user_type = key.user_type.as_deref().unwrap_or("IAMUser");
-    let temporary = ids::is_temporary_key(&key.id) || matches!(user_type, "AssumedRole" | "Role");
+    // An instance's stolen credentials are its role's sessions, whatever
+    // user type the finding reports (a sample may say IAMUser).
+    let instance_credentials = p
+        .incident
+        .incident_type
+        .contains("InstanceCredentialExfiltration");
+    let temporary = ids::is_temporary_key(&key.id)
+        || matches!(user_type, "AssumedRole" | "Role")
+        || instance_credentials;
+    let role = subjects
+        .role
+        .or_else(|| key.user_name.clone().filter(|_| instance_credentials));
     if user_type == "Root" {
         p.push(
             ActionKind::DeactivateAccessKey,
@@ -545,7 +654,7 @@ fn plan_credentials(p: &mut Planner<'_>) {
             ActionParams::default(),
         );
     } else if temporary {
-        match subjects.role {
+        match role {
             Some(role) => plan_revoke(p, &role),
             None => p.push(
                 ActionKind::RevokeRoleSessions,
@@ -570,7 +679,30 @@ fn plan_credentials(p: &mut Planner<'_>) {
             ..ActionParams::default()
         };
         p.push(ActionKind::DeactivateAccessKey, key.id, verdict, params);
+        // At CRITICAL the user is locked out too, not only the key.
+        if let Some(user) = key
+            .user_name
+            .filter(|_| p.incident.severity == Severity::Critical)
+        {
+            plan_quarantine(p, &user);
+        }
     }
+}
+
+fn plan_quarantine(p: &mut Planner<'_>, user: &str) {
+    let verdict = if user.eq_ignore_ascii_case("root") {
+        Err("the root user: Firebreak cannot act on it; a human secures it as root".into())
+    } else {
+        check_principal(user, p.cfg).map(|()| {
+            "deny-all inline policy on the user: no console, key or session of it can act".into()
+        })
+    };
+    p.push(
+        ActionKind::QuarantineUser,
+        user,
+        verdict,
+        ActionParams::default(),
+    );
 }
 
 fn deactivate_verdict(
@@ -590,7 +722,10 @@ fn deactivate_verdict(
     // Without a user name, UpdateAccessKey acts on the caller's own keys.
     let user = user_name.ok_or("the signal names no user for the key; Firebreak will not guess")?;
     check_principal(user, cfg)?;
-    Ok("long-term key (AKIA…): deactivate this key only".into())
+    Ok(
+        "long-term key (AKIA…): deactivate this key only, and deny the sessions it already minted"
+            .into(),
+    )
 }
 
 fn plan_revoke(p: &mut Planner<'_>, role: &str) {
@@ -702,6 +837,7 @@ fn plan_command(p: &mut Planner<'_>, op: &CommandOp) {
         }
         CommandOp::RevokeRoleSessions { role_name } => plan_revoke(p, role_name),
         CommandOp::IsolateInstance { .. } => plan_instance(p),
+        CommandOp::QuarantineUser { user_name } => plan_quarantine(p, user_name),
         CommandOp::Release {
             incident_id,
             action,

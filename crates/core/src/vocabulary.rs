@@ -111,6 +111,12 @@ pub enum ActionKind {
     NotifyTeam,
     /// SNS notice to stakeholders.
     NotifyStakeholders,
+    /// An inline deny-all policy on an IAM user: neither the console nor
+    /// any key or session of the user can do anything.
+    QuarantineUser,
+    /// Security Hub write-back: workflow `NOTIFIED` (only while `NEW`) and
+    /// a note of what was done, on the finding the incident came from.
+    UpdateFinding,
     /// An ECS service's desired count to 0 (the emergency lockdown).
     ScaleServiceToZero,
     /// A load balancer listener's default actions replaced by a fixed 503
@@ -129,7 +135,10 @@ impl ActionKind {
     pub fn is_containment(self) -> bool {
         !matches!(
             self,
-            ActionKind::RecordIncident | ActionKind::NotifyTeam | ActionKind::NotifyStakeholders
+            ActionKind::RecordIncident
+                | ActionKind::NotifyTeam
+                | ActionKind::NotifyStakeholders
+                | ActionKind::UpdateFinding
         )
     }
 
@@ -147,6 +156,8 @@ impl ActionKind {
             ActionKind::RecordIncident => "record_incident",
             ActionKind::NotifyTeam => "notify_team",
             ActionKind::NotifyStakeholders => "notify_stakeholders",
+            ActionKind::QuarantineUser => "quarantine_user",
+            ActionKind::UpdateFinding => "update_finding",
             ActionKind::ScaleServiceToZero => "scale_service_to_zero",
             ActionKind::ServeMaintenanceResponse => "serve_maintenance_response",
             ActionKind::RotateSecret => "rotate_secret",

@@ -1,9 +1,10 @@
 //! Every sample event in `events/` planned under `events/policy.toml`, checked
-//! against its golden plan in `events/plans/`. The goldens are exactly what
-//! `firebreak plan --policy events/policy.toml events/<name>.json` prints.
+//! against its golden plan in `events/plans/`. The goldens are what
+//! `firebreak plan --policy events/policy.toml events/<name>.json` prints,
+//! with keys sorted.
 //!
-//! After an intended change: `UPDATE_GOLDEN=1 cargo test -p firebreak-core
-//! --test golden`, then review the diff of `events/plans/` like code.
+//! After an intended change: `make golden`, then review the diff of
+//! `events/plans/` like code.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,7 +52,8 @@ fn every_event_matches_its_golden_plan() {
         let golden = plans_dir.join(file.file_name().unwrap());
         if update {
             std::fs::create_dir_all(&plans_dir).unwrap();
-            std::fs::write(&golden, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+            let text = serde_json::to_string_pretty(&sorted(got)).unwrap();
+            std::fs::write(&golden, text + "\n").unwrap();
             continue;
         }
         let want: serde_json::Value = match std::fs::read(&golden) {
@@ -81,6 +83,21 @@ fn every_event_matches_its_golden_plan() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+/// Keys in sorted order whatever serde_json's features in this build (a
+/// dependency may turn on `preserve_order`), so rewritten goldens differ
+/// only where the plan does.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let m: BTreeMap<String, serde_json::Value> =
+                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(m.into_iter().collect())
+        }
+        serde_json::Value::Array(a) => a.into_iter().map(sorted).collect(),
+        other => other,
+    }
 }
 
 fn plan_of(name: &str) -> firebreak_core::PlanSet {
@@ -158,7 +175,7 @@ fn every_sns_record_is_handled() {
 
 #[test]
 fn playbooks_by_severity() {
-    // CRITICAL: block, deactivate, isolate.
+    // CRITICAL: block, deactivate and quarantine the key's user, isolate.
     let p = plan_of("manual-unauthorized-access.json");
     assert_eq!(
         planned(&p, 0),
@@ -168,6 +185,7 @@ fn playbooks_by_severity() {
                 "deactivate_access_key".into(),
                 "AKIAIOSFODNN7EXAMPLE".into()
             ),
+            ("quarantine_user".into(), "ci-deployer".into()),
             ("isolate_instance".into(), "i-0abc123def4567890".into()),
             ("snapshot_volumes".into(), "i-0abc123def4567890".into()),
             ("record_incident".into(), p.incidents[0].incident.id.clone()),
@@ -180,10 +198,36 @@ fn playbooks_by_severity() {
     let kinds: Vec<String> = planned(&p, 0).into_iter().map(|(k, _)| k).collect();
     assert!(kinds.contains(&"revoke_role_sessions".to_string()));
     assert!(!kinds.contains(&"deactivate_access_key".to_string()));
-    // LOW: record and tell the team, nothing else.
+    // The runbook's CRITICAL alert naming only a user: the user is locked out.
+    let p = plan_of("manual-compromised-account.json");
+    let id = p.incidents[0].incident.id.clone();
+    assert_eq!(
+        planned(&p, 0),
+        vec![
+            ("quarantine_user".into(), "contractor-jane".into()),
+            ("record_incident".into(), id),
+            ("notify_team".into(), "team".into()),
+            ("notify_stakeholders".into(), "stakeholders".into()),
+        ]
+    );
+    // An Identity Center session: never attempted, handed to a human.
+    let p = plan_of("guardduty-identity-center-session.json");
+    let revoke = p.incidents[0]
+        .actions
+        .iter()
+        .find(|a| a.kind.as_str() == "revoke_role_sessions")
+        .unwrap();
+    assert_eq!(revoke.status, PlanStatus::Skipped);
+    assert!(
+        revoke.reason.contains("delete-account-assignment"),
+        "{revoke:?}"
+    );
+    // LOW: record and tell the team, nothing else; a user named is not
+    // quarantined below CRITICAL, and the record says so.
     let p = plan_of("manual-low.json");
     let kinds: Vec<String> = planned(&p, 0).into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, vec!["record_incident", "notify_team"]);
+    assert!(p.incidents[0].incident.evidence.notes[0].contains("quarantine_user"));
     // MEDIUM failed-login alarm: query the offenders, raise monitoring.
     let p = plan_of("alarm-failed-login.json");
     let kinds: Vec<String> = planned(&p, 0).into_iter().map(|(k, _)| k).collect();

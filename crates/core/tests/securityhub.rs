@@ -609,3 +609,113 @@ fn attacker_text_in_a_security_hub_finding_is_escaped_and_capped() {
         i.incident_type
     );
 }
+
+/// `events/policy.toml` with the Security Hub write-back on or off.
+fn policy_writing_back(on: bool) -> Config {
+    let mut cfg = policy();
+    cfg.securityhub_writeback = on;
+    cfg
+}
+
+fn plan_with(v: &Value, cfg: &Config) -> PlanSet {
+    plan_event(v.to_string().as_bytes(), cfg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn write_backs(p: &PlannedIncident) -> Vec<&firebreak_core::Action> {
+    p.actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::UpdateFinding)
+        .collect()
+}
+
+#[test]
+fn the_write_back_is_planned_alike_for_both_deliveries_of_a_guardduty_finding() {
+    for on in [false, true] {
+        let cfg = policy_writing_back(on);
+        for name in PAIRS {
+            let native = plan_with(&event(&format!("guardduty-{name}.json")), &cfg);
+            let via_hub = plan_with(
+                &event(&format!("securityhub-guardduty-{name}-imported.json")),
+                &cfg,
+            );
+            let (n, h) = (only(&native), only(&via_hub));
+            // The same incident with the same plan, write-back included.
+            assert_same_incident(n, h, name);
+            let w = write_backs(n);
+            if !on {
+                assert!(w.is_empty(), "{name}: off by default: {w:?}");
+                continue;
+            }
+            assert_eq!(w.len(), 1, "{name}: {:#?}", n.actions);
+            let w = w[0];
+            // GuardDuty's copy in Security Hub: Id is the finding ARN.
+            assert_eq!(Some(&w.target), n.incident.evidence.finding_arn.as_ref());
+            assert_eq!(
+                w.params.product_arn.as_deref(),
+                Some("arn:aws:securityhub:eu-west-1::product/aws/guardduty"),
+                "{name}"
+            );
+            assert_eq!(w.status, PlanStatus::Planned, "{name}: {}", w.reason);
+            assert!(!w.kind.is_containment());
+            // Last, after the record and the notices.
+            assert_eq!(
+                n.actions.last().map(|a| a.kind),
+                Some(ActionKind::UpdateFinding)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sample_or_a_record_only_request_still_writes_back_what_was_done() {
+    // Bookkeeping is never held: the finding is told that nothing changed.
+    let cfg = policy_writing_back(true);
+    for name in [
+        "securityhub-guardduty-sample-finding-imported.json",
+        "securityhub-guardduty-leaked-key-custom-record.json",
+    ] {
+        let p = plan_with(&event(name), &cfg);
+        let w = write_backs(only(&p));
+        assert_eq!(w.len(), 1, "{name}");
+        assert_eq!(w[0].status, PlanStatus::Planned, "{name}");
+        assert!(planned_changes(only(&p)).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn another_products_finding_is_written_back_under_its_own_id_and_product() {
+    let cfg = policy_writing_back(true);
+    let v = event("securityhub-inspector-vulnerability-imported.json");
+    let p = plan_with(&v, &cfg);
+    let w = write_backs(only(&p));
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        w[0].target,
+        v["detail"]["findings"][0]["Id"].as_str().unwrap()
+    );
+    assert_eq!(
+        w[0].params.product_arn.as_deref(),
+        v["detail"]["findings"][0]["ProductArn"].as_str()
+    );
+}
+
+#[test]
+fn signals_that_name_no_finding_plan_no_write_back() {
+    let cfg = policy_writing_back(true);
+    for name in [
+        "alarm-failed-login.json",
+        "manual-unauthorized-access.json",
+        "command-block-ip.json",
+        "command-release.json",
+    ] {
+        let p = plan_with(&event(name), &cfg);
+        for i in &p.incidents {
+            assert!(write_backs(i).is_empty(), "{name}: {:#?}", i.actions);
+        }
+    }
+    // A GuardDuty finding without its ARN (the console's bare export may
+    // lack it) names no finding Security Hub could find.
+    let mut v = event("guardduty-leaked-key.json");
+    v["detail"].as_object_mut().unwrap().remove("arn");
+    assert!(write_backs(only(&plan_with(&v, &cfg))).is_empty());
+}

@@ -18,7 +18,10 @@ use tracing::info;
 pub enum Function {
     /// SNS events carrying CloudWatch alarms.
     Alarm,
-    /// EventBridge "GuardDuty Finding" events, or the same inside SNS.
+    /// The findings function: EventBridge "GuardDuty Finding" events and
+    /// Security Hub's "Imported" and "Custom Action" events, or the same
+    /// inside SNS (a GuardDuty finding through Security Hub is the same
+    /// incident as GuardDuty's own event, so one function takes both).
     GuardDuty,
     /// A responder's direct invocation: the team's alert shape or a
     /// containment command. Never a release: undo is granted separately.
@@ -43,12 +46,13 @@ impl Function {
         }
     }
 
-    fn accepts(self) -> Option<Source> {
+    /// The sources it takes; empty: anything (the expirer ignores its event).
+    fn accepts(self) -> &'static [Source] {
         match self {
-            Function::Alarm => Some(Source::CloudwatchAlarm),
-            Function::GuardDuty => Some(Source::Guardduty),
-            Function::Manual | Function::Release => Some(Source::Manual),
-            Function::Expirer => None,
+            Function::Alarm => &[Source::CloudwatchAlarm],
+            Function::GuardDuty => &[Source::Guardduty, Source::SecurityHub],
+            Function::Manual | Function::Release => &[Source::Manual],
+            Function::Expirer => &[],
         }
     }
 }
@@ -227,9 +231,10 @@ impl State {
 /// responder's requests, releases go to the release function alone and
 /// everything else to the manual one.
 fn check_source(function: Function, plans: &PlanSet) -> Result<(), Failure> {
-    let Some(want) = function.accepts() else {
+    let want = function.accepts();
+    if want.is_empty() {
         return Ok(());
-    };
+    }
     let releases = |p: &firebreak_core::PlannedIncident| {
         matches!(
             p.incident.command,
@@ -253,13 +258,20 @@ fn check_source(function: Function, plans: &PlanSet) -> Result<(), Failure> {
             ));
         }
     }
-    match plans.incidents.iter().find(|p| p.incident.source != want) {
+    match plans
+        .incidents
+        .iter()
+        .find(|p| !want.contains(&p.incident.source))
+    {
         Some(other) => Err(Failure::new(
             Failure::BadInput,
             format!(
                 "the {} handles {} events; this one is from {} — send it to that function",
                 function.name(),
-                want.as_str(),
+                want.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
                 other.incident.source.as_str()
             ),
         )),
@@ -381,6 +393,25 @@ mod tests {
         assert!(check_source(Function::Release, &release).is_ok());
         assert!(check_source(Function::Release, &command).is_err());
         assert!(check_source(Function::Release, &finding).is_err());
+        // Security Hub's findings go to the findings function: GuardDuty's
+        // through it, and other products' alike; nowhere else.
+        let hub = plans(include_bytes!(
+            "../../../events/securityhub-guardduty-ssh-brute-force-imported.json"
+        ));
+        let inspector = plans(include_bytes!(
+            "../../../events/securityhub-inspector-vulnerability-custom-action.json"
+        ));
+        assert_eq!(inspector.incidents[0].incident.source, Source::SecurityHub);
+        for p in [&hub, &inspector] {
+            assert!(check_source(Function::GuardDuty, p).is_ok());
+            assert!(check_source(Function::Alarm, p).is_err());
+            assert!(check_source(Function::Manual, p).is_err());
+            assert!(check_source(Function::Release, p).is_err());
+        }
+        let Err(Failure::BadInput(why)) = check_source(Function::GuardDuty, &command) else {
+            panic!("the findings function accepted a command");
+        };
+        assert!(why.contains("guardduty and securityhub"), "{why}");
     }
 
     #[test]

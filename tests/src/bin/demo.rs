@@ -99,6 +99,8 @@ async fn main() {
         ("firebreak-guardduty", "guardduty-leaked-key.json"),
         ("firebreak-guardduty", "guardduty-ssh-brute-force.json"),
         ("firebreak-guardduty", "guardduty-sample-finding.json"),
+        // The runbook's CRITICAL alert naming only a user: it is locked out.
+        ("firebreak-manual", "manual-compromised-account.json"),
         ("firebreak-alarm", "alarm-failed-login.json"),
         ("firebreak-alarm", "alarm-back-to-ok.json"),
         // The same finding delivered again: nothing is done twice.
@@ -197,6 +199,18 @@ async fn main() {
             s.user,
             k.status().map_or("?", |s| s.as_str())
         );
+    }
+    for user in [s.user.as_str(), "contractor-jane"] {
+        let names = c
+            .iam
+            .list_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .join(", ");
+        println!("   {user} inline policies: {names}");
     }
     let acl = c
         .ec2

@@ -3,6 +3,8 @@
 //! [`Gate`](crate::gate::Gate) before their first change and return the
 //! prior state (so the record can undo them). They know the gate, never
 //! the records bucket: claims, budgets and ledgers are the use cases' job.
+//! Bookkeeping that leaves the account alone lives here too: the notices
+//! (`notify`) and the Security Hub write-back (`securityhub`).
 
 pub mod ecs;
 pub mod elb;
@@ -14,6 +16,7 @@ pub mod logs;
 pub mod nacl;
 pub mod notify;
 pub mod secrets;
+pub mod securityhub;
 pub mod snapshot;
 
 /// The first of `keys` that protects a resource: the configured tag key or

@@ -143,7 +143,12 @@ pub fn claim_key(prefix: &str, name: &str) -> String {
 
 /// The key for an action outcome.
 pub fn outcome_key(prefix: &str, outcome: &ActionOutcome) -> String {
-    let name = action_name(outcome.kind, &outcome.target);
+    named_outcome_key(prefix, &action_name(outcome.kind, &outcome.target), outcome)
+}
+
+/// The key for an outcome of what is claimed under `name` (an action, or
+/// a notice or write-back under the fingerprint of how containment ended).
+pub fn named_outcome_key(prefix: &str, name: &str, outcome: &ActionOutcome) -> String {
     let base = format!("{prefix}actions/{name}");
     match outcome.status {
         // Final: a later delivery skips the action.
@@ -154,7 +159,7 @@ pub fn outcome_key(prefix: &str, outcome: &ActionOutcome) -> String {
         // Not final either: the budget may allow it later, or a human.
         Status::Held => format!("{base}.held.json"),
         // Every failed attempt is kept; a retry runs the action again.
-        Status::Failed => attempt_key(prefix, &name, &outcome.at),
+        Status::Failed => attempt_key(prefix, name, &outcome.at),
     }
 }
 

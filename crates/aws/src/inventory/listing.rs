@@ -57,7 +57,10 @@ pub(super) fn summarise(
         .into_iter()
         .filter_map(|(name, state)| {
             let kind = name.split('-').next().unwrap_or_default().to_string();
-            (!kind.starts_with("notify_")).then_some(ActionState { kind, state })
+            // Containment only: notices and the Security Hub write-back are
+            // bookkeeping, not what the incident's status is about.
+            let bookkeeping = kind.starts_with("notify_") || kind == "update_finding";
+            (!bookkeeping).then_some(ActionState { kind, state })
         })
         .collect();
     let has = |s: &str| actions.iter().any(|a| a.state == s);

@@ -309,6 +309,7 @@ mod tests {
             "actions/isolate_instance-i-0abc-def.failed-20261122T030000000Z.json",
             "claims/isolate_instance-i-0abc-def.json",
             "actions/notify_team-0123.json",
+            "actions/update_finding-arn_aws_guardduty_eu-west-1_111122223333_detect-0123-4567.failed-20261122T030000000Z.json",
         ]
         .map(String::from)
         .to_vec();

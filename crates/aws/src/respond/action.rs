@@ -85,7 +85,7 @@ struct One<'a> {
     action: &'a Action,
 }
 
-/// Something done at most once per name (a notice).
+/// Something done at most once per name (a notice, a write-back).
 pub(super) struct Once<'a> {
     /// This delivery's claims, with a records bucket.
     pub(super) claims: Option<&'a Claims<'a>>,
@@ -288,8 +288,8 @@ impl Executor {
         out
     }
 
-    /// Something done at most once per name (a notice), under a claim
-    /// (taken ahead already, or taken now).
+    /// Something done at most once per name (a notice, a write-back),
+    /// under a claim (taken ahead already, or taken now).
     pub(super) async fn once(
         &self,
         once: Once<'_>,
@@ -321,11 +321,10 @@ impl Executor {
             }
             return Ran::stored(o);
         }
-        let (stored, ()) = join(
-            store.put_new(&layout::attempt_key(once.prefix, once.name, &o.at), &o),
-            claims.release(&held, &o),
-        )
-        .await;
+        // A failed attempt, or a refusal found on the way (the write-back
+        // where Security Hub is not enabled), under its own name: not final.
+        let key = layout::named_outcome_key(once.prefix, once.name, &o);
+        let (stored, ()) = join(store.put_cond(&key, &o, None), claims.release(&held, &o)).await;
         Ran {
             outcome: o,
             stored: stored.is_ok(),

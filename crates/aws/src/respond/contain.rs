@@ -22,18 +22,9 @@ impl Executor {
     ) -> Vec<ActionOutcome> {
         let i = &plan.incident;
         let result: Result<Step, AwsError> = match a.kind {
-            ActionKind::DeactivateAccessKey => {
-                match param(a, "user name", a.params.user_name.as_deref()) {
-                    Ok(user) => {
-                        iam::deactivate_access_key(&self.clients.iam, user, &a.target, gate).await
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            ActionKind::RevokeRoleSessions => {
-                let now = Utc::now();
-                iam::revoke_role_sessions(&self.clients.iam, &a.target, &i.id, now, gate).await
-            }
+            ActionKind::DeactivateAccessKey
+            | ActionKind::RevokeRoleSessions
+            | ActionKind::QuarantineUser => self.credentials(&i.id, a, gate).await,
             ActionKind::BlockIp => self.block(plan, a, plan.dry_run, gate).await,
             ActionKind::IsolateInstance => {
                 let tag = &self.cfg.protected_tag;
@@ -54,7 +45,7 @@ impl Executor {
             }
             ActionKind::Release => match gate.pass().await {
                 Ok(()) => match self.undo("Release", "nothing to release from") {
-                    Ok(undo) => undo.release(a, &i.id).await,
+                    Ok(undo) => undo.release(a, i).await,
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -65,7 +56,8 @@ impl Executor {
             | ActionKind::CopyEvidence => self.lockdown(&i.id, a, gate).await,
             ActionKind::RecordIncident
             | ActionKind::NotifyTeam
-            | ActionKind::NotifyStakeholders => Err(Own::InvalidPlan {
+            | ActionKind::NotifyStakeholders
+            | ActionKind::UpdateFinding => Err(Own::InvalidPlan {
                 operation: "Execute",
                 what: "bookkeeping is not containment".into(),
             }
@@ -81,5 +73,27 @@ impl Executor {
             }
         }
         vec![o]
+    }
+
+    /// The IAM actions: a key deactivated (and its minted sessions cut), a
+    /// role's sessions revoked, a user quarantined.
+    async fn credentials(
+        &self,
+        incident_id: &str,
+        a: &Action,
+        gate: &Gate<'_>,
+    ) -> Result<Step, AwsError> {
+        let (iam, tag, now) = (&self.clients.iam, &self.cfg.protected_tag, Utc::now());
+        match a.kind {
+            ActionKind::DeactivateAccessKey => {
+                let user = param(a, "user name", a.params.user_name.as_deref())?;
+                let key = (user, a.target.as_str());
+                iam::deactivate_access_key(iam, key, incident_id, now, tag, gate).await
+            }
+            ActionKind::RevokeRoleSessions => {
+                iam::revoke_role_sessions(iam, &a.target, incident_id, now, tag, gate).await
+            }
+            _ => iam::quarantine_user(iam, &a.target, incident_id, tag, gate).await,
+        }
     }
 }

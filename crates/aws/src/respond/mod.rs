@@ -1,6 +1,7 @@
 //! The use case at Firebreak's heart: one planned incident, carried out
 //! exactly once however often its signal is delivered. Containment first
-//! and concurrently, then the record, then the notices. Every action ends
+//! and concurrently, then the record, then the notices, then the write-back
+//! to Security Hub. Every action ends
 //! `done`, `already_done`, `skipped`, `held` or `failed`; if any
 //! containment failed the caller gets an error naming it, and a retry skips
 //! what an earlier run already completed (read back from the record's
@@ -13,12 +14,14 @@
 //!   lockdown's kinds, checked where they act;
 //! - `action`: one action under its claim, the budget and the gate;
 //! - `notices`: how containment ended, as the name a notice is claimed under;
+//! - `findings`: the Security Hub write-back, claimed under that name too;
 //! - `record`: the incident record and the outcomes kept beside it.
 
 mod action;
 mod blocks;
 mod contain;
 mod entry;
+mod findings;
 mod lockdown;
 mod notices;
 mod record;
@@ -52,7 +55,8 @@ pub use record::RECORD_SCHEMA;
 /// (see [`crate::place`]), while the records and notices stay at home.
 #[derive(Debug, Clone)]
 pub struct Executor {
-    /// IAM, EC2 and Logs of the place acted in; S3, SNS and STS at home.
+    /// IAM, EC2 and Logs of the place acted in; S3, SNS, STS and Security
+    /// Hub at home.
     pub(crate) clients: Clients,
     pub(crate) cfg: Arc<Config>,
     pub(crate) records: Option<RecordStore>,
@@ -211,9 +215,9 @@ impl Executor {
     }
 
     /// This executor acting in `place`: IAM, EC2, Logs, ECS, Elastic Load
-    /// Balancing and Secrets Manager there, the records, notices and STS
-    /// at home (a lockdown's evidence copy reaches the place's S3 through
-    /// [`Places`]).
+    /// Balancing and Secrets Manager there, the records, notices, STS and
+    /// the Security Hub write-back at home (a lockdown's evidence copy
+    /// reaches the place's S3 through [`Places`]).
     fn at(&self, place: Place) -> Executor {
         let home = &self.places.home().clients;
         Executor {
@@ -224,6 +228,7 @@ impl Executor {
                 s3: home.s3.clone(),
                 sns: home.sns.clone(),
                 sts: home.sts.clone(),
+                securityhub: home.securityhub.clone(),
                 ecs: place.clients.ecs,
                 elb: place.clients.elb,
                 secrets: place.clients.secrets,

@@ -1,7 +1,8 @@
 //! One run of one incident where the executor acts, as a list of named
 //! phases: triage the plan; start the record, the notices' claims and every
 //! containment action at once; as each action ends, hand it to the notices;
-//! tell the team once the last one has; keep every outcome; report.
+//! tell the team once the last one has; write back to Security Hub; keep
+//! every outcome; report.
 
 use std::sync::atomic::AtomicBool;
 
@@ -102,6 +103,9 @@ impl Executor {
             let extra = settle(&mut outcomes, groups, recorded, earlier);
             self.tell_and_keep(&run, &mut outcomes, &extra, ahead, guess.as_deref())
                 .await;
+            // After the team is told: the finding in Security Hub (boxed
+            // like the rest: the SDK's futures are large in a debug build).
+            Box::pin(self.write_back(&run, &mut outcomes, &extra)).await;
             extra
         });
         let ((), extra) = join(containment, after).await;

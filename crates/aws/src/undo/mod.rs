@@ -36,6 +36,9 @@ pub(crate) struct Undo<'a> {
     places: &'a Places,
     wait: Duration,
     progress: &'a Progress,
+    /// A release notes itself on the released incident's Security Hub
+    /// finding (`FIREBREAK_SECURITYHUB_WRITEBACK`).
+    writeback: bool,
 }
 
 impl<'a> Undo<'a> {
@@ -51,6 +54,7 @@ impl<'a> Undo<'a> {
             places,
             wait: Duration::from_secs(u64::from(cfg.claim_wait_seconds)),
             progress,
+            writeback: cfg.securityhub_writeback,
         }
     }
 

@@ -1,29 +1,54 @@
 //! A responder's release: undo an earlier incident's actions (or one of
-//! them) from its record, where they were done.
+//! them) from its record, where they were done, and say so on the
+//! released incident's Security Hub finding (a note; its workflow status
+//! stays whatever it is).
 
 use chrono::Utc;
-use firebreak_core::{Action, ActionKind};
+use firebreak_core::policy::SecurityHubFinding;
+use firebreak_core::{Action, ActionKind, Incident};
 use futures_util::future::join;
 use ipnet::IpNet;
 use serde::Deserialize;
 use tracing::warn;
 
 use super::Undo;
+use crate::actions::securityhub::{self, Workflow};
 use crate::actions::{ecs, elb, iam, isolate, logs};
 use crate::bucket::layout;
 use crate::error::{AwsError, Own};
 use crate::outcome::{ActionOutcome, Status, Step};
 use crate::place::Place;
 use crate::prior::{
-    self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, ListenerPrior, QueryPrior, ReleasePrior,
-    RetentionPrior, RevokePrior, ScalePrior, Undone,
+    self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, ListenerPrior, QuarantinePrior, QueryPrior,
+    ReleasePrior, RetentionPrior, RevokePrior, ScalePrior, Undone,
 };
 
-/// Where the earlier incident acted, as its record says.
+/// Where the earlier incident acted, and its plan, as its record says.
 #[derive(Debug, Default, Deserialize)]
 struct Record {
     #[serde(default)]
     acted_in: Option<Acted>,
+    /// Read loosely: only the write-backs are needed, and a record of a
+    /// newer version (an action kind this one does not know) must still
+    /// release.
+    #[serde(default)]
+    actions: Vec<serde_json::Value>,
+}
+
+impl Record {
+    /// The Security Hub findings its plan wrote back to.
+    fn findings(&self) -> Vec<SecurityHubFinding> {
+        self.actions
+            .iter()
+            .filter(|a| a["kind"] == ActionKind::UpdateFinding.as_str())
+            .filter_map(|a| {
+                Some(SecurityHubFinding {
+                    id: a["target"].as_str()?.to_string(),
+                    product_arn: a["params"]["product_arn"].as_str()?.to_string(),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,8 +77,10 @@ struct Progressing {
 }
 
 impl Undo<'_> {
-    /// Undoes an earlier incident's actions from its record.
-    pub(crate) async fn release(&self, a: &Action, release_id: &str) -> Result<Step, AwsError> {
+    /// Undoes an earlier incident's actions from its record; `release` is
+    /// the release's own incident (who asked, and why).
+    pub(crate) async fn release(&self, a: &Action, release: &Incident) -> Result<Step, AwsError> {
+        let release_id = release.id.as_str();
         let earlier_id = &a.target;
         let earlier = self.earlier(earlier_id).await?;
         // What changed the account (not the record, a notice or a release).
@@ -86,6 +113,8 @@ impl Undo<'_> {
             return Err(e);
         }
         self.mark(a, release_id, &earlier, &mut done).await;
+        self.note_findings(&earlier, earlier_id, release, &mut done)
+            .await;
         Ok(done.step(earlier_id, &earlier.prefix, &here))
     }
 
@@ -151,24 +180,14 @@ impl Undo<'_> {
                 Ok(q) => self.unblock_found(here, &q).await,
                 Err(e) => read(e),
             },
-            ActionKind::DeactivateAccessKey if force => match prior::of::<KeyPrior>(o) {
-                Ok(k) => vec![iam::reactivate_access_key(&c.iam, &k.user_name, &o.target).await],
-                Err(e) => read(e),
-            },
-            ActionKind::DeactivateAccessKey => {
-                notes.push(format!(
-                    "key {} left Inactive: a leaked key is rotated, not re-enabled (\"force\": true re-enables it)",
-                    o.target
-                ));
-                Vec::new()
-            }
-            ActionKind::RevokeRoleSessions => match prior::of::<RevokePrior>(o) {
-                Ok(r) => {
-                    let previous = r.previous_document.as_deref();
-                    vec![iam::restore_role_policy(&c.iam, &o.target, earlier_id, previous).await]
+            ActionKind::DeactivateAccessKey
+            | ActionKind::RevokeRoleSessions
+            | ActionKind::QuarantineUser => {
+                match undo_credentials(&c.iam, earlier_id, o, force, notes).await {
+                    Some(r) => vec![r],
+                    None => Vec::new(),
                 }
-                Err(e) => read(e),
-            },
+            }
             ActionKind::IsolateInstance => match prior::of::<IsolatePrior>(o) {
                 Ok(p) => vec![isolate::restore_instance(&c.ec2, &p).await],
                 Err(e) => read(e),
@@ -186,7 +205,8 @@ impl Undo<'_> {
             ActionKind::Release
             | ActionKind::RecordIncident
             | ActionKind::NotifyTeam
-            | ActionKind::NotifyStakeholders => Vec::new(),
+            | ActionKind::NotifyStakeholders
+            | ActionKind::UpdateFinding => Vec::new(),
             ActionKind::ScaleServiceToZero | ActionKind::ServeMaintenanceResponse => {
                 vec![reopen(here, o).await]
             }
@@ -264,6 +284,86 @@ impl Undo<'_> {
             }
         }
         done.calls.push("PutObject".into());
+    }
+}
+
+/// The undo of an IAM action: a key re-enabled (only when forced: a leaked
+/// key is rotated, not re-enabled) with its sessions no longer denied, a
+/// role's revocation or a user's quarantine lifted. `None` when nothing is
+/// to be done (a note says why).
+async fn undo_credentials(
+    iam_client: &aws_sdk_iam::Client,
+    earlier_id: &str,
+    o: &ActionOutcome,
+    force: bool,
+    notes: &mut Vec<String>,
+) -> Option<Result<Step, AwsError>> {
+    let read = |e: String| Some(Err(AwsError::from(Own::UnreadableRecord(e))));
+    match o.kind {
+        ActionKind::DeactivateAccessKey if !force => {
+            notes.push(format!(
+                "key {} left Inactive and its older sessions denied: a leaked key is rotated, not re-enabled (\"force\": true re-enables it)",
+                o.target
+            ));
+            None
+        }
+        ActionKind::DeactivateAccessKey => match prior::of::<KeyPrior>(o) {
+            Ok(k) => Some(iam::reactivate_access_key(iam_client, &k, earlier_id).await),
+            Err(e) => read(e),
+        },
+        ActionKind::RevokeRoleSessions => match prior::of::<RevokePrior>(o) {
+            Ok(r) => {
+                let previous = r.previous_document.as_deref();
+                Some(iam::restore_role_policy(iam_client, &o.target, earlier_id, previous).await)
+            }
+            Err(e) => read(e),
+        },
+        _ => match prior::of::<QuarantinePrior>(o) {
+            Ok(q) => {
+                let on = (q.user_name.as_str(), iam::QUARANTINE_POLICY_NAME);
+                let previous = q.previous_document.as_deref();
+                Some(iam::restore_user_policy(iam_client, on, earlier_id, previous).await)
+            }
+            Err(e) => read(e),
+        },
+    }
+}
+
+impl Undo<'_> {
+    /// A note on each Security Hub finding the released incident wrote back
+    /// to: what was undone and kept, at whose request. From home, like the
+    /// write-back. A note that cannot be written is said in the release's
+    /// outcome; the undo stands (it is what was asked, and it is done).
+    async fn note_findings(
+        &self,
+        earlier: &Earlier,
+        earlier_id: &str,
+        release: &Incident,
+        done: &mut Progressing,
+    ) {
+        let findings = earlier.record.findings();
+        if !self.writeback || findings.is_empty() {
+            return;
+        }
+        let what: Vec<String> = done.undone.iter().map(|u| u.detail.clone()).collect();
+        let what: Vec<String> = what.into_iter().chain(done.notes.iter().cloned()).collect();
+        let ev = &release.evidence;
+        let asked = (ev.requested_by.as_deref(), ev.reason.as_deref());
+        let text = securityhub::release_note(earlier_id, &release.id, asked, &what);
+        let client = &self.places.home().clients.securityhub;
+        for f in &findings {
+            match securityhub::update(client, f, Workflow::Keep, &text).await {
+                Ok(()) => done.calls.push("BatchUpdateFindings".into()),
+                Err(e) => {
+                    warn!(incident_id = %earlier_id, code = e.code.as_deref().unwrap_or("-"), "Security Hub note not added");
+                    done.notes.push(format!(
+                        "Security Hub note on {} not added ({})",
+                        f.id,
+                        e.code.as_deref().unwrap_or("no error code")
+                    ));
+                }
+            }
+        }
     }
 }
 
