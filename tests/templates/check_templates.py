@@ -968,8 +968,9 @@ def securityhub(S):
     on = Stack(main, {"SecurityHubCustomActions": "true", "SecurityHubImportedGuardDuty": "true"})
     targets = {k: on.props(k) for k in on.of_type("AWS::SecurityHub::ActionTarget")}
     got = sorted((t["Id"], t["Name"]) for t in targets.values())
-    if got != [("FirebreakContain", "firebreak-contain"), ("FirebreakRecord", "firebreak-record")]:
-        fail(name, f"custom actions {got}, not FirebreakContain/firebreak-contain and FirebreakRecord/firebreak-record")
+    want = [("FirebreakContain", "firebreak-contain"), ("FirebreakQuarantine", "firebreak-quarantine"), ("FirebreakRecord", "firebreak-record")]
+    if got != want:
+        fail(name, f"custom actions {got}, not {want} (the core's defaults)")
     for t in targets.values():
         if len(t["Name"]) > 20 or len(t["Id"]) > 20:
             fail(name, f"custom action {t} has a name or id over Security Hub's 20 characters")

@@ -149,10 +149,12 @@ const EVIDENCE_BYTES_CEILING: u64 = 1 << 40;
 const EVIDENCE_OBJECTS_CEILING: u64 = 100_000;
 
 /// The Security Hub custom actions Firebreak knows unless configured
-/// otherwise: one to contain, one to record only.
-pub const DEFAULT_SECURITYHUB_ACTIONS: [(&str, CustomAction); 2] = [
+/// otherwise: one to contain, one to record only, one to quarantine the
+/// finding's IAM user.
+pub const DEFAULT_SECURITYHUB_ACTIONS: [(&str, CustomAction); 3] = [
     ("firebreak-contain", CustomAction::Contain),
     ("firebreak-record", CustomAction::Record),
+    ("firebreak-quarantine", CustomAction::Quarantine),
 ];
 
 /// How notices are written.
@@ -856,12 +858,14 @@ fn parse_custom_actions(
                 name: setting.into(),
                 message,
             };
-            let (name, word) = pair
-                .split_once('=')
-                .ok_or_else(|| err(format!("`{pair}` is not name=contain or name=record")))?;
+            let (name, word) = pair.split_once('=').ok_or_else(|| {
+                err(format!(
+                    "`{pair}` is not name=contain, name=record or name=quarantine"
+                ))
+            })?;
             let meaning = CustomAction::parse(word).ok_or_else(|| {
                 err(format!(
-                    "`{}` is not what a custom action can do (contain or record)",
+                    "`{}` is not what a custom action can do (contain, record or quarantine)",
                     word.trim()
                 ))
             })?;
@@ -954,6 +958,10 @@ mod tests {
             defaults.custom_action("firebreak-record"),
             Some(CustomAction::Record)
         );
+        assert_eq!(
+            defaults.custom_action("firebreak-quarantine"),
+            Some(CustomAction::Quarantine)
+        );
         assert_eq!(defaults.custom_action("Firebreak-Contain"), None);
         let file = "[securityhub_actions]\n\"Isolate now\" = \"contain\"\n";
         let cfg = Config::load(&vars(&[]), Some(("p.toml", file))).unwrap();
@@ -979,7 +987,10 @@ mod tests {
         let none = Config::load(&vars(&[("FIREBREAK_SECURITYHUB_ACTIONS", "")]), None).unwrap();
         assert!(none.securityhub_actions.is_empty());
         for (v, needle) in [
-            ("firebreak-contain", "not name=contain or name=record"),
+            (
+                "firebreak-contain",
+                "not name=contain, name=record or name=quarantine",
+            ),
             (
                 "firebreak-contain=isolate",
                 "`isolate` is not what a custom action can do",

@@ -195,6 +195,8 @@ pub fn plan(incident: Incident, cfg: &Config) -> PlannedIncident {
     let sev = incident.severity;
     if let Some(op) = &incident.command {
         plan_command(&mut p, op);
+    } else if incident.requested == Some(CustomAction::Quarantine) {
+        plan_requested_quarantine(&mut p);
     } else {
         match sev {
             Severity::Critical => {
@@ -364,7 +366,10 @@ fn product(i: &Incident) -> String {
 /// not reach this kind of action: only an instance the finding names is
 /// isolated (and its volumes kept).
 fn out_of_scope(i: &Incident, kind: ActionKind) -> bool {
+    let asked_quarantine =
+        kind == ActionKind::QuarantineUser && i.requested == Some(CustomAction::Quarantine);
     i.source == Source::SecurityHub
+        && !asked_quarantine
         && !matches!(
             kind,
             ActionKind::IsolateInstance | ActionKind::SnapshotVolumes
@@ -424,9 +429,9 @@ fn hold_reason(i: &Incident) -> Option<String> {
     if i.source == Source::CloudwatchAlarm && i.region.is_none() {
         return Some("the alarm names no region Firebreak knows: record and notify only".into());
     }
-    if i.source == Source::SecurityHub && i.requested != Some(CustomAction::Contain) {
+    if i.source == Source::SecurityHub && i.requested.is_none() {
         return Some(format!(
-            "{} finding through Security Hub: Firebreak contains another product's finding only when a responder asks (a custom action mapped to `contain`); record and notify only",
+            "{} finding through Security Hub: Firebreak contains another product's finding only when a responder asks (a custom action mapped to `contain` or `quarantine`); record and notify only",
             product(i)
         ));
     }
@@ -686,6 +691,24 @@ fn plan_credentials(p: &mut Planner<'_>) {
         {
             plan_quarantine(p, &user);
         }
+    }
+}
+
+/// A responder's Security Hub custom action asking for the quarantine of
+/// the IAM user the finding names: that, and no other containment.
+fn plan_requested_quarantine(p: &mut Planner<'_>) {
+    let s = &p.incident.subjects;
+    let of_key = s.access_key.as_ref().filter(|k| {
+        k.user_type.as_deref().unwrap_or("IAMUser") == "IAMUser" && !ids::is_temporary_key(&k.id)
+    });
+    match of_key.and_then(|k| k.user_name.clone()).or(s.user.clone()) {
+        Some(user) => plan_quarantine(p, &user),
+        None => p.push(
+            ActionKind::QuarantineUser,
+            "-",
+            Err("the finding names no IAM user to quarantine (a role's sessions are revoked by the revoke_role_sessions command)".into()),
+            ActionParams::default(),
+        ),
     }
 }
 

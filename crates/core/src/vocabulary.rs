@@ -51,17 +51,26 @@ pub enum CustomAction {
     Contain,
     /// Record and notify only; change nothing.
     Record,
+    /// Quarantine the IAM user the finding names, at any severity and
+    /// from any product (a responder's explicit request, like the
+    /// `quarantine_user` command), and nothing else.
+    Quarantine,
 }
 
 impl CustomAction {
     /// Every meaning, in the order error messages list them.
-    pub const ALL: [CustomAction; 2] = [CustomAction::Contain, CustomAction::Record];
+    pub const ALL: [CustomAction; 3] = [
+        CustomAction::Contain,
+        CustomAction::Record,
+        CustomAction::Quarantine,
+    ];
 
     /// The name used in configuration and plans.
     pub fn as_str(self) -> &'static str {
         match self {
             CustomAction::Contain => "contain",
             CustomAction::Record => "record",
+            CustomAction::Quarantine => "quarantine",
         }
     }
 

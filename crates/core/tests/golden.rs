@@ -294,7 +294,7 @@ fn bad_inputs_are_refused_with_what_was_expected() {
         ),
         (
             "securityhub-unknown-custom-action.json",
-            "Security Hub custom action: `detail.actionName` is `Send to Jira`: expected one of firebreak-contain, firebreak-record",
+            "Security Hub custom action: `detail.actionName` is `Send to Jira`: expected one of firebreak-contain, firebreak-quarantine, firebreak-record",
         ),
         (
             "securityhub-guardduty-score-out-of-range.json",

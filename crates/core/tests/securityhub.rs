@@ -216,6 +216,57 @@ fn a_record_custom_action_changes_nothing() {
 }
 
 #[test]
+fn a_quarantine_custom_action_locks_out_the_findings_user_and_nothing_else() {
+    let native = plan(&event("guardduty-leaked-key.json"));
+    let q = plan(&event(
+        "securityhub-guardduty-leaked-key-custom-quarantine.json",
+    ));
+    let q = only(&q);
+    assert_eq!(
+        only(&native).incident.id,
+        q.incident.id,
+        "the same incident"
+    );
+    assert_eq!(q.incident.requested, Some(CustomAction::Quarantine));
+    assert_eq!(
+        planned_changes(q),
+        vec![(ActionKind::QuarantineUser, "ci-deployer".to_string())],
+        "{:#?}",
+        q.actions
+    );
+    // Another product's finding naming a user (no key): the same, whatever
+    // its severity; naming none: skipped, saying so.
+    let mut v = event("securityhub-inspector-vulnerability-custom-action.json");
+    v["detail"]["actionName"] = "firebreak-quarantine".into();
+    finding(&mut v)["Severity"] = json!({"Label": "LOW", "Normalized": 10});
+    let without = plan(&v);
+    let skipped = &only(&without).actions[0];
+    assert_eq!(
+        (skipped.kind, skipped.status),
+        (ActionKind::QuarantineUser, PlanStatus::Skipped)
+    );
+    assert!(skipped.reason.contains("names no IAM user"), "{skipped:?}");
+    finding(&mut v)["Resources"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "Type": "AwsIamUser",
+            "Id": "arn:aws:iam::111122223333:user/contractors/contractor-jane"
+        }));
+    let with = plan(&v);
+    assert_eq!(
+        planned_changes(only(&with)),
+        vec![(ActionKind::QuarantineUser, "contractor-jane".to_string())]
+    );
+    // An assumed role's key names a role, not a user: nothing to lock out.
+    let mut v = event("securityhub-guardduty-temporary-credentials-imported.json");
+    v["detail-type"] = "Security Hub Findings - Custom Action".into();
+    v["detail"]["actionName"] = "firebreak-quarantine".into();
+    let role = plan(&v);
+    assert!(planned_changes(only(&role)).is_empty());
+}
+
+#[test]
 fn another_products_finding_is_recorded_and_contained_only_on_request() {
     let imported = plan(&event("securityhub-inspector-vulnerability-imported.json"));
     let i = only(&imported);

@@ -154,6 +154,11 @@ fn from_other_product(f: &Finding, cfg: &Config) -> Incident {
         i.subjects.access_key = Some(key);
     }
     i.subjects.instance = f.instance_details().as_ref().and_then(instance);
+    // A user named without a key (`AwsIamUser`): what a responder's
+    // quarantine custom action locks out.
+    if i.subjects.access_key.is_none() {
+        i.subjects.user = f.resources_of("AwsIamUser").find_map(|r| r.user_name());
+    }
     i.subjects.resource_arn = f
         .resources
         .iter()

@@ -85,6 +85,15 @@ pub struct IamAccessKeyDetails {
 }
 
 impl Resource {
+    /// The user an `AwsIamUser` resource names: its ARN's last path
+    /// segment (`arn:aws:iam::<account>:user/<path>/<name>`), if that is
+    /// an IAM name.
+    pub fn user_name(&self) -> Option<String> {
+        let (_, rest) = self.id.trim().split_once(":user/")?;
+        let name = rest.rsplit('/').next()?;
+        crate::ids::is_iam_name(name).then(|| name.to_string())
+    }
+
     /// The instance, when this resource names one by id or ARN
     /// (`arn:aws:ec2:<region>:<account>:instance/i-…`). ASFF keeps the
     /// primary interface's subnet and VPC and the interfaces' ids; the
