@@ -131,6 +131,9 @@ pub struct Seeded {
     pub web_group: String,
     /// The application log group for failed logins.
     pub log_group: String,
+    /// What `command-lockdown.json` acts on: an ECS service, an ALB
+    /// listener, a secret, a bucket of user data.
+    pub lockdown: support::lockdown::Targets,
 }
 
 impl Seeded {
@@ -198,6 +201,17 @@ impl Seeded {
             // incidents, pointed at the same key and instance.
             n if n.starts_with("securityhub-guardduty-leaked-key") => {
                 ev = replaced(&ev, &[("AKIAIOSFODNN7EXAMPLE", &self.keys[0])]);
+            }
+            // The lockdown, pointed at the seeded service, listener (its ARN
+            // is the emulator's), secret, log group and bucket.
+            "command-lockdown.json" => {
+                let t = &self.lockdown;
+                ev["ecs_services"] =
+                    serde_json::json!([{ "cluster": t.cluster, "service": t.service }]);
+                ev["listener_arns"] = serde_json::json!([t.listener_arn]);
+                ev["secret_ids"] = serde_json::json!([t.secret_id]);
+                ev["log_groups"] = serde_json::json!([t.log_group]);
+                ev["evidence"][0]["bucket"] = t.uploads.clone().into();
             }
             n if n.starts_with("securityhub-guardduty-ssh-brute-force") => {
                 ev = replaced(
@@ -360,7 +374,9 @@ pub fn outcome_line(a: &firebreak_aws::outcome::ActionOutcome) -> String {
 
 /// Seeds a small account: a user with two keys, a user without, a VPC with a subnet and its
 /// NACL, an instance with a volume, a log group, the bucket and the topics
-/// (the team topic with an SQS subscription to read notices back).
+/// (the team topic with an SQS subscription to read notices back), and what
+/// a lockdown acts on (an ECS service, an ALB listener, a secret, a bucket
+/// of user data).
 pub async fn seed(emu: &Emulator) -> Seeded {
     let c = emu.clients().await;
     let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
@@ -392,6 +408,7 @@ pub async fn seed(emu: &Emulator) -> Seeded {
         .send()
         .await
         .unwrap();
+    let lockdown = support::lockdown::seed(&c, &vpc, &subnet, "acme").await;
     Seeded {
         bucket,
         topics,
@@ -403,6 +420,7 @@ pub async fn seed(emu: &Emulator) -> Seeded {
         instance,
         web_group,
         log_group,
+        lockdown,
     }
 }
 

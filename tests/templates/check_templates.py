@@ -55,6 +55,13 @@ IAM_ACTIONS = {
 }
 OWN_POLICY_NAMES = {"FirebreakRevokeOlderSessions", "FirebreakQuarantine"}
 NACL_ACTIONS = {"ec2:DescribeNetworkAcls", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"}
+# What the emergency lockdown changes (L1-L3), and the resource each takes.
+LOCKDOWN_WRITES = {
+    "ecs:UpdateService": ":service/",
+    "elasticloadbalancing:ModifyListener": ":listener/app/",
+    "secretsmanager:RotateSecret": ":secret:",
+    "lambda:InvokeFunction": ":function:",
+}
 FUNCTIONS = {
     "AlarmFunction": "firebreak-alarm",
     "GuardDutyFunction": "firebreak-guardduty",
@@ -327,6 +334,8 @@ def scenarios(root):
         "CodeSigningProfileVersionArns": f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/firebreak/abc",
         "OperationsEmail": "secops@example.com",
         "NoticeSubscriberArns": f"arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_AdministratorAccess_*",
+        "EvidenceBuckets": "app-uploads,app-exports",
+        "EvidenceBucket": "acme-evidence",
     }
     member_on = {
         "ResponderAccountId": ACCOUNT,
@@ -334,6 +343,8 @@ def scenarios(root):
         "LogGroups": "/app/auth",
         "OnCallRoleArn": f"arn:aws:iam::{ACCOUNT}:role/oncall-responder",
         "ProtectedPrincipals": "payments-admin,*-owner",
+        "EvidenceBuckets": "member-uploads",
+        "EvidenceBucket": "acme-evidence",
     }
     long_stack = "security-firebreak-production"  # 29: the member template's limit is 30
     return {
@@ -572,6 +583,7 @@ SAMPLE_KEYS = {
         "index/fb-0123456789abcdef0123.json",
         "handled/2026-11-20T19/fb-0123456789abcdef0123.json",
         "expired/dt=2026-11-21/acl-0a1b2c3d-ingress-00001-1763668020_198.51.100.77_32.json",
+        "evidence/fb-0123456789abcdef0123/app-uploads/users/1.json",
     ],
     # Firebreak writes these without If-None-Match: they must stay writable.
     "replaceable": [
@@ -867,7 +879,8 @@ def member_invariant(S):
     # The Security Hub write-back is at home too (the hub aggregates members' findings).
     bookkeeping = {a for a in home if a.split(":")[0] in ("s3", "sns", "sqs", "kms", "sts", "securityhub")}
     bookkeeping |= {"logs:CreateLogStream", "logs:PutLogEvents"}
-    allowed = allowed_actions(member.role_statements("MemberRole"))
+    # S3 in the member role is the lockdown's evidence copy (checked by L3).
+    allowed = {a for a in allowed_actions(member.role_statements("MemberRole")) if not a.startswith("s3:")}
     if allowed != home - bookkeeping:
         fail(name, f"MemberRole differs from the responder's containment and release: {sorted(allowed ^ (home - bookkeeping))}")
     nacl_home = set()
@@ -984,6 +997,92 @@ def securityhub(S):
             fail(name, f"{k} has no dead-letter queue")
         if not any(p.get("SourceArn") == f"<getatt:{k}.Arn>" and p.get("Principal") == "events.amazonaws.com" for p in perms):
             fail(name, f"{k} may not invoke the findings function (no permission scoped to it)")
+
+
+@check("L1 the lockdown changes only what is tagged firebreak:lockdown in its own account, never what is protected")
+def l1(S):
+    name = "L1"
+    samples = {
+        "ecs:UpdateService": "arn:aws:ecs:{r}:{a}:service/prod/web-api",
+        "elasticloadbalancing:ModifyListener": "arn:aws:elasticloadbalancing:{r}:{a}:listener/app/web/50dc/f2f7",
+        "secretsmanager:RotateSecret": "arn:aws:secretsmanager:{r}:{a}:secret:prod/admin-AbCdEf",
+    }
+    for key, account in (("main_on", ACCOUNT), ("member_on", MEMBER_ACCOUNT)):
+        for role, stmts in all_role_statements(S[key]).items():
+            held = set()
+            for s in stmts:
+                if s.get("Effect") != "Allow":
+                    continue
+                acts = {a for a in LOCKDOWN_WRITES if any(glob(x, a) for x in actions_of(s))}
+                own = all(str(r).startswith("<getatt:") for r in listify(s.get("Resource", [])))
+                if not acts or (acts == {"lambda:InvokeFunction"} and own):
+                    continue  # the scheduler invoking this stack's expirer
+                held |= acts
+                c = cond_keys(s)
+                if c.get(("Null", "aws:resourcetag/firebreak:lockdown")) != ["false"]:
+                    fail(name, f"{key} {role}: {sorted(acts)} without the firebreak:lockdown tag condition: {json.dumps(s)}")
+                for r in listify(s.get("Resource", [])):
+                    kinds = {LOCKDOWN_WRITES[a] for a in acts}
+                    if f":{account}:" not in r or not any(k in r for k in kinds):
+                        fail(name, f"{key} {role}: {sorted(acts)} on {r}, beyond this account's {sorted(kinds)}")
+            for action in sorted(held & set(samples)):
+                arn = samples[action].format(r=REGION, a=account)
+                ok = [
+                    s for s in stmts
+                    if s.get("Effect") == "Deny" and any(glob(x, action) for x in actions_of(s)) and covers(s, arn)
+                    and cond_keys(s).get(("Null", "aws:resourcetag/firebreak:protected")) == ["false"]
+                ]
+                if not ok:
+                    fail(name, f"{key} {role}: {action} on a resource tagged firebreak:protected is not denied")
+
+
+@check("L2 the lockdown is a responder's command: the manual role takes down, the release role restores, no finding's role does either")
+def l2(S):
+    name = "L2"
+    st = S["main_on"]
+    writes = set(LOCKDOWN_WRITES)
+    for r in ("GuardDutyRole", "AlarmRole", "ExpirerRole"):
+        extra = allowed_actions(st.role_statements(r)) & writes
+        if extra:
+            fail(name, f"{r} holds the lockdown's {sorted(extra)}: only a responder's command locks down")
+    manual = allowed_actions(st.role_statements("ManualRole"))
+    if not writes <= manual:
+        fail(name, f"ManualRole lacks {sorted(writes - manual)}")
+    release = allowed_actions(st.role_statements("ReleaseRole"))
+    restore = {"ecs:UpdateService", "elasticloadbalancing:ModifyListener"}
+    if not restore <= release:
+        fail(name, f"ReleaseRole cannot restore: it lacks {sorted(restore - release)}")
+    if release & (writes - restore):
+        fail(name, f"ReleaseRole may {sorted(release & (writes - restore))}: a release rotates nothing")
+
+
+@check("L3 evidence: read only from EvidenceBuckets, written once into evidence/, kept as long as the records")
+def l3(S):
+    name = "L3"
+    for key in ("main_on", "member_on"):
+        st = S[key]
+        sources = st.params["EvidenceBuckets"].split(",")
+        allowed = {f"arn:aws:s3:::{b}" for b in sources} | {f"arn:aws:s3:::{b}/*" for b in sources}
+        allowed.add(f"arn:aws:s3:::{st.params['EvidenceBucket']}/evidence/*")
+        if "RecordsBucket" in st.resources:
+            records = st.getatt("RecordsBucket", "Arn")
+            allowed |= {records, f"{records}/*"}
+        for role, stmts in all_role_statements(st).items():
+            for s in stmts:
+                if s.get("Effect") != "Allow" or not actions_of(s) & {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}:
+                    continue
+                for r in listify(s.get("Resource", [])):
+                    if r not in allowed:
+                        fail(name, f"{key} {role}: S3 reads or writes on {r}, outside the records and the evidence buckets")
+        if key == "member_on":
+            continue
+        raw = st.resources["RecordsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        kept = [r for r in raw if r.get("Prefix") == "evidence/"]
+        if not kept or kept[0].get("ExpirationInDays") != {"Ref": "RecordsRetentionDays"}:
+            fail(name, "the records bucket keeps no evidence/ for the retention period")
+        env = st.function_env("ManualFunction")
+        if env.get("FIREBREAK_EVIDENCE_BUCKET") != st.params["EvidenceBucket"]:
+            fail(name, "the manual function is not told the EvidenceBucket")
 
 
 def main():

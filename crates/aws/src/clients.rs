@@ -26,6 +26,12 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// Security Hub: the write-back to findings (at home, like the records).
     pub securityhub: aws_sdk_securityhub::Client,
+    /// ECS: services scaled to zero by a lockdown.
+    pub ecs: aws_sdk_ecs::Client,
+    /// Elastic Load Balancing: listeners answering 503 during a lockdown.
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Secrets Manager: secrets a lockdown rotates.
+    pub secrets: aws_sdk_secretsmanager::Client,
     /// What they were built from: clients for another region or another
     /// account's credentials are derived from it. Without a region (a
     /// test's mocked clients), they are used as they are wherever the
@@ -95,6 +101,9 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             securityhub: aws_sdk_securityhub::Client::new(config),
+            ecs: aws_sdk_ecs::Client::new(config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
             config: config.clone(),
         }
     }

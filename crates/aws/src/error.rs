@@ -218,6 +218,31 @@ pub enum Own {
         /// Its ASFF `ProductArn`.
         product_arn: String,
     },
+    /// ECS knows no active service of that name in the cluster.
+    #[error("no active service {service} in cluster {cluster}")]
+    NoSuchService {
+        /// The cluster.
+        cluster: String,
+        /// The service.
+        service: String,
+    },
+    /// Elastic Load Balancing described no such listener.
+    #[error("no listener {listener}")]
+    NoSuchListener {
+        /// The listener's ARN.
+        listener: String,
+    },
+    /// An object changed between the listing and its copy: a retry lists
+    /// the prefix again.
+    #[error("s3://{bucket}/{key} changed while it was copied (its ETag is no longer {etag})")]
+    EvidenceChanged {
+        /// The source bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The ETag it was listed with.
+        etag: String,
+    },
 }
 
 impl Own {
@@ -252,6 +277,9 @@ impl Own {
             Own::NotReachable { .. } => "NotReachable",
             Own::NoCredentials { .. } => "NoCredentials",
             Own::FindingNotFound { .. } => "FindingNotFound",
+            Own::NoSuchService { .. } => "ServiceNotFoundException",
+            Own::NoSuchListener { .. } => "ListenerNotFound",
+            Own::EvidenceChanged { .. } => "EvidenceChanged",
         }
     }
 
@@ -282,6 +310,9 @@ impl Own {
             Own::LockHeld { .. } => "Lock",
             Own::NoCredentials { .. } => "AssumeRole",
             Own::FindingNotFound { .. } => "GetFindings",
+            Own::NoSuchService { .. } => "DescribeServices",
+            Own::NoSuchListener { .. } => "DescribeListeners",
+            Own::EvidenceChanged { .. } => "CopyObject",
         }
     }
 
@@ -295,6 +326,7 @@ impl Own {
                 | Own::BudgetContention { .. }
                 | Own::QueryTimeout { .. }
                 | Own::FindingNotFound { .. }
+                | Own::EvidenceChanged { .. }
         )
     }
 }

@@ -19,8 +19,9 @@
 //!   act in, asked of STS once).
 //! - **What it does to an account**: [`actions`] — one module per kind of
 //!   change (NACL blocks, isolation and its groups, snapshots, IAM, Logs,
-//!   notices, the Security Hub write-back), each returning the prior state
-//!   it changed. They pass the
+//!   notices, the Security Hub write-back, and the emergency lockdown's ECS
+//!   services, load balancer listeners, secrets and evidence copies), each
+//!   returning the prior state it changed. They pass the
 //!   [`gate`] before their first change and know nothing of the bucket.
 //! - **Leaves**: [`outcome`] (how an action ended, [`outcome::Change`]),
 //!   [`prior`] (each action kind's recorded prior state, typed), [`report`],
@@ -54,5 +55,6 @@ pub use account::caller_account;
 pub use clients::Clients;
 pub use error::AwsError;
 pub use respond::{
-    respond, respond_asking, Executor, HomeAnswer, IncidentReport, Progress, Response,
+    respond, respond_asking, respond_showing, Executor, HomeAnswer, IncidentReport, Progress,
+    Response,
 };

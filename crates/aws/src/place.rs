@@ -35,7 +35,9 @@ pub struct Place {
     pub account: String,
     /// The region.
     pub region: String,
-    /// IAM, EC2 and Logs act here; S3 and SNS are always the home ones.
+    /// IAM, EC2, Logs, ECS, ELB and Secrets Manager act here, and a
+    /// lockdown's evidence copy uses this S3; records and notices use the
+    /// home S3 and SNS.
     pub clients: Clients,
     /// The assumed role session (`arn:aws:sts::…:assumed-role/…`), when not
     /// the home account.

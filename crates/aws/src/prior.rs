@@ -5,11 +5,21 @@
 //! undo, so a renamed field is a compile error or a failed round-trip test,
 //! never an undo that silently finds nothing. The JSON is exactly what
 //! records have always held: old records still release.
+//!
+//! A listener's default actions, which a lockdown records in full, are
+//! typed in `listener` (re-exported here).
+
+mod listener;
 
 use firebreak_core::ActionKind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use listener::{
+    AuthenticateCognito, AuthenticateOidc, FixedResponse, Forward, JwtClaim, JwtValidation,
+    ListenerAction, ListenerPrior, Redirect, Stickiness, WeightedTargetGroup,
+};
 
 use crate::outcome::ActionOutcome;
 
@@ -239,6 +249,56 @@ pub struct FindingPrior {
     pub notified: bool,
 }
 
+/// `scale_service_to_zero`: the service's desired count before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalePrior {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The service's name.
+    pub service: String,
+    /// Its desired count before; a release sets it back.
+    pub desired_count: i32,
+}
+
+/// `rotate_secret`: the version that was current and the one the rotation
+/// makes (a release keeps it: a rotated secret stays rotated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatePrior {
+    /// The secret's ARN.
+    pub secret_arn: String,
+    /// The version labelled `AWSCURRENT` before.
+    pub version_before: Option<String>,
+    /// The version the rotation creates (`AWSPENDING` until its function
+    /// finishes).
+    pub version_after: Option<String>,
+}
+
+/// One object of an evidence copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceObject {
+    /// Its key in the source bucket.
+    pub key: String,
+    /// The source's ETag, as listed (and kept in the copy's metadata).
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The copy was there already (an earlier attempt made it).
+    pub existed: bool,
+}
+
+/// `copy_evidence`: what was copied where (kept on release: evidence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidencePrior {
+    /// `s3://bucket/prefix`.
+    pub source: String,
+    /// `s3://evidence bucket/evidence/<incident>/<bucket>/`.
+    pub destination: String,
+    /// Every object under the prefix.
+    pub objects: Vec<EvidenceObject>,
+    /// Their bytes in all.
+    pub bytes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -314,6 +374,59 @@ mod tests {
             "acted_in": { "account": "111122223333", "region": "eu-west-1" },
             "undone": [{ "index": 0, "kind": "block_ip", "target": "198.51.100.77/32",
                           "detail": "198.51.100.77/32 no longer denied" }]
+        }));
+    }
+
+    #[test]
+    fn the_lockdowns_prior_states_round_trip() {
+        round_trip::<ScalePrior>(
+            json!({ "cluster": "prod", "service": "web-api", "desired_count": 3 }),
+        );
+        round_trip::<RotatePrior>(json!({
+            "secret_arn": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/admin-AbCdEf",
+            "version_before": "a1b2c3d4-0000-4000-8000-000000000001",
+            "version_after": "fb0a1b2c-3d4e-4f50-8617-28394a5b6c7d"
+        }));
+        round_trip::<EvidencePrior>(json!({
+            "source": "s3://app-uploads/users/",
+            "destination": "s3://acme-firebreak-records/evidence/fb-0123456789abcdef0123/app-uploads/",
+            "objects": [{ "key": "users/1.json", "etag": "\"9a0364b9e99bb480dd25e1f0284c8555\"",
+                          "size": 7, "existed": false }],
+            "bytes": 7
+        }));
+        round_trip::<ListenerPrior>(json!({
+            "listener_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/web/50dc/f2f7",
+            "load_balancer_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/web/50dc",
+            "default_actions": [
+                { "type": "authenticate-oidc", "order": 1,
+                  "authenticate_oidc": { "issuer": "https://idp.example", "authorization_endpoint": "https://idp.example/a",
+                    "token_endpoint": "https://idp.example/t", "user_info_endpoint": "https://idp.example/u",
+                    "client_id": "web", "session_cookie_name": "AWSELBAuthSessionCookie", "scope": "openid",
+                    "session_timeout": 604800, "authentication_request_extra_params": { "prompt": "login" },
+                    "on_unauthenticated_request": "authenticate" } },
+                { "type": "forward", "order": 2,
+                  "forward": { "target_groups": [
+                      { "target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/blue/1", "weight": 80 },
+                      { "target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/green/2", "weight": 20 }],
+                    "stickiness": { "enabled": true, "duration_seconds": 300 } } }
+            ]
+        }));
+        round_trip::<ListenerPrior>(json!({
+            "listener_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/web/50dc/f2f7",
+            "default_actions": [
+                { "type": "redirect", "order": 1,
+                  "redirect": { "protocol": "HTTPS", "port": "443", "host": "#{host}", "path": "/#{path}",
+                                "query": "#{query}", "status_code": "HTTP_301" } },
+                { "type": "fixed-response",
+                  "fixed_response": { "status_code": "404", "content_type": "text/plain", "message_body": "no" } },
+                { "type": "authenticate-cognito",
+                  "authenticate_cognito": { "user_pool_arn": "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/p",
+                    "user_pool_client_id": "c", "user_pool_domain": "d", "on_unauthenticated_request": "deny" } },
+                { "type": "jwt-validation",
+                  "jwt_validation": { "jwks_endpoint": "https://idp.example/jwks", "issuer": "https://idp.example",
+                    "additional_claims": [{ "format": "string-array", "name": "scope", "values": ["read"] }] } },
+                { "type": "forward", "target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/blue/1" }
+            ]
         }));
     }
 

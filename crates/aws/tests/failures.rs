@@ -244,6 +244,9 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
         securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
+        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
+        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
+        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
         config: aws_config::SdkConfig::builder().build(),
     };
     let vars: BTreeMap<String, String> = [
@@ -861,6 +864,9 @@ async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
         securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
+        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
+        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
+        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
         config: aws_config::SdkConfig::builder().build(),
     };
     let when_planned = Config::load(&BTreeMap::new(), None).unwrap();
@@ -926,6 +932,9 @@ async fn a_member_role_that_cannot_be_assumed_fails_named_and_touches_nothing() 
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, [&refuse]),
         securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
+        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
+        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
+        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
         config: aws_config::SdkConfig::builder().build(),
     };
     let vars: BTreeMap<String, String> = [
@@ -968,4 +977,228 @@ async fn a_member_role_that_cannot_be_assumed_fails_named_and_touches_nothing() 
         .find(|a| a.kind == ActionKind::RecordIncident)
         .unwrap();
     assert_eq!(record.status, Status::Done, "{record:?}");
+}
+
+/// An emergency lockdown whose UpdateService is denied: the listener still
+/// answers 503 and the secret is still rotated, each recorded; the notice
+/// names the part that failed with AWS's code, and so does the caller's
+/// error.
+#[tokio::test]
+async fn a_lockdown_part_denied_leaves_the_others_done_recorded_and_named() {
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Listener};
+    const LISTENER: &str = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2";
+    let services = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
+        aws_sdk_ecs::operation::describe_services::DescribeServicesOutput::builder()
+            .services(
+                aws_sdk_ecs::types::Service::builder()
+                    .service_name("web-api")
+                    .status("ACTIVE")
+                    .desired_count(4)
+                    .build(),
+            )
+            .build()
+    });
+    let clusters = mock!(aws_sdk_ecs::Client::describe_clusters).then_output(|| {
+        aws_sdk_ecs::operation::describe_clusters::DescribeClustersOutput::builder().build()
+    });
+    let denied = r#"{"__type":"AccessDeniedException","message":"User: arn:aws:sts::111122223333:assumed-role/firebreak-manual/x is not authorized to perform: ecs:UpdateService"}"#;
+    let update = mock!(aws_sdk_ecs::Client::update_service)
+        .sequence()
+        .http_status(400, Some(denied.to_string()))
+        .build();
+    let listeners = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_listeners).then_output(
+        || {
+            aws_sdk_elasticloadbalancingv2::operation::describe_listeners::DescribeListenersOutput::builder()
+                .listeners(
+                    Listener::builder()
+                        .listener_arn(LISTENER)
+                        .default_actions(
+                            Action::builder()
+                                .r#type(ActionTypeEnum::Forward)
+                                .target_group_arn("arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/web/1")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        },
+    );
+    let tags = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_tags).then_output(|| {
+        aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsOutput::builder()
+            .build()
+    });
+    let modify = mock!(aws_sdk_elasticloadbalancingv2::Client::modify_listener)
+        .match_requests(|r| {
+            r.default_actions() == [firebreak_aws::actions::elb::maintenance_response()]
+        })
+        .then_output(|| {
+            aws_sdk_elasticloadbalancingv2::operation::modify_listener::ModifyListenerOutput::builder()
+                .build()
+        });
+    let describe_secret =
+        mock!(aws_sdk_secretsmanager::Client::describe_secret).then_output(|| {
+            aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput::builder()
+            .arn("arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/admin-password-AbCdEf")
+            .rotation_enabled(true)
+            .version_ids_to_stages("v-1", vec!["AWSCURRENT".to_string()])
+            .build()
+        });
+    let rotate = mock!(aws_sdk_secretsmanager::Client::rotate_secret)
+        .match_requests(|r| {
+            r.rotate_immediately() == Some(true) && r.client_request_token().is_some()
+        })
+        .then_output(|| {
+            aws_sdk_secretsmanager::operation::rotate_secret::RotateSecretOutput::builder()
+                .version_id("v-2")
+                .build()
+        });
+    let written = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen_keys = written.clone();
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(move |r| {
+            seen_keys
+                .lock()
+                .unwrap()
+                .push(r.key().unwrap_or_default().to_string());
+            true
+        })
+        .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+    let listing = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
+        aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output::builder().build()
+    });
+    let missing = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"#;
+    let get = mock!(aws_sdk_s3::Client::get_object)
+        .sequence()
+        .http_status(404, Some(missing.to_string()))
+        .repeatedly()
+        .build();
+    let messages = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let seen = messages.clone();
+    let publish = mock!(aws_sdk_sns::Client::publish)
+        .match_requests(move |r| {
+            seen.lock().unwrap().push((
+                r.subject().unwrap_or_default().to_string(),
+                r.message().unwrap_or_default().to_string(),
+            ));
+            true
+        })
+        .then_output(|| {
+            aws_sdk_sns::operation::publish::PublishOutput::builder()
+                .message_id("m-1")
+                .build()
+        });
+    let clients = Clients {
+        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, []),
+        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, []),
+        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, [&put, &listing, &get]),
+        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
+        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
+        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
+        ecs: mocked!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&services, &clusters, &update]
+        ),
+        elb: mocked!(
+            aws_sdk_elasticloadbalancingv2,
+            RuleMode::MatchAny,
+            [&listeners, &tags, &modify]
+        ),
+        secrets: mocked!(
+            aws_sdk_secretsmanager,
+            RuleMode::MatchAny,
+            [&describe_secret, &rotate]
+        ),
+        config: aws_config::SdkConfig::builder().build(),
+    };
+    let vars: BTreeMap<String, String> = [
+        ("FIREBREAK_RECORDS_BUCKET", "records"),
+        (
+            "FIREBREAK_TEAM_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:111122223333:team",
+        ),
+        (
+            "FIREBREAK_STAKEHOLDER_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:111122223333:stakeholders",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cfg = Arc::new(Config::load(&vars, None).unwrap());
+    let command = serde_json::json!({
+        "command": "lockdown",
+        "ecs_services": [{ "cluster": "prod", "service": "web-api" }],
+        "listener_arns": [LISTENER],
+        "secret_ids": ["prod/admin-password"],
+        "requested_by": "oncall-alice", "reason": "SEC-2077",
+        "account": "111122223333", "region": "eu-west-1",
+    });
+    let plans = plan_event(command.to_string().as_bytes(), &cfg).unwrap();
+    let exec = Executor::for_account(clients, cfg, "111122223333");
+    let response = firebreak_aws::respond(&exec, &plans).await;
+    let report = &response.incidents[0];
+    let find = |k: ActionKind| report.actions.iter().find(|a| a.kind == k).unwrap();
+    let scaled = find(ActionKind::ScaleServiceToZero);
+    assert_eq!(scaled.status, Status::Failed, "{report:#?}");
+    let err = scaled.error.as_ref().unwrap();
+    assert_eq!(err.operation, "UpdateService");
+    assert_eq!(err.code.as_deref(), Some("AccessDeniedException"));
+    assert!(!err.retryable);
+    assert_eq!(update.num_calls(), 1, "not retried");
+    // The other parts are done, and their final outcomes are on record.
+    let listener = find(ActionKind::ServeMaintenanceResponse);
+    assert_eq!(listener.status, Status::Done, "{listener:?}");
+    assert_eq!(modify.num_calls(), 1);
+    assert_eq!(
+        listener.prior_state["default_actions"][0]["target_group_arn"],
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/web/1"
+    );
+    let secret = find(ActionKind::RotateSecret);
+    assert_eq!(secret.status, Status::Done, "{secret:?}");
+    assert_eq!(secret.prior_state["version_before"], "v-1");
+    assert_eq!(secret.prior_state["version_after"], "v-2");
+    let keys = written.lock().unwrap().clone();
+    for kind in ["serve_maintenance_response", "rotate_secret"] {
+        assert!(
+            keys.iter()
+                .any(|k| k.contains(&format!("/actions/{kind}-")) && !k.contains(".failed-")),
+            "{kind} not recorded: {keys:#?}"
+        );
+    }
+    assert!(
+        keys.iter()
+            .any(|k| k.contains("/actions/scale_service_to_zero-") && k.contains(".failed-")),
+        "the failed attempt is recorded: {keys:#?}"
+    );
+    // Team and stakeholders are told, the failure named first.
+    let sent = messages.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "team and stakeholders");
+    for (subject, message) in &sent {
+        assert!(
+            subject.starts_with("[Firebreak] EMERGENCY LOCKDOWN CRITICAL"),
+            "{subject}"
+        );
+        let readable = message.split("\n---\n").next().unwrap();
+        assert!(
+            readable.contains("[FAILED] scale_service_to_zero prod/web-api"),
+            "{readable}"
+        );
+        assert!(readable.contains("AccessDeniedException"), "{readable}");
+        assert!(
+            readable.contains("[DONE] serve_maintenance_response"),
+            "{readable}"
+        );
+        assert!(
+            readable.contains("[DONE] rotate_secret prod/admin-password"),
+            "{readable}"
+        );
+    }
+    let failure = response.failure().unwrap();
+    assert!(
+        failure.contains("scale_service_to_zero prod/web-api (AccessDeniedException)"),
+        "{failure}"
+    );
+    assert!(!response.retryable());
 }

@@ -356,9 +356,14 @@ async fn respond(file: &str, policy: Option<&str>, dry_run: bool) -> anyhow::Res
     // incidents start (their first changes wait for the answer).
     let clients = Clients::from_env().await;
     let home = HomeAnswer::ask(clients.sts.clone());
-    let response = firebreak_aws::respond_asking(&clients, &Arc::new(cfg), &home, &plans)
-        .await
-        .context("AWS credentials")?;
+    // A lockdown's evidence copy goes object by object.
+    let bar = Bar::new("copying evidence");
+    let bar_in = bar.clone();
+    let progress = Progress::new(move |n, total, _| bar_in.show(n, total));
+    let response =
+        firebreak_aws::respond_showing(&clients, &Arc::new(cfg), &home, &plans, &progress).await;
+    bar.done();
+    let response = response.context("AWS credentials")?;
     println!("{}", serde_json::to_string(&response)?);
     if let Some(failure) = response.failure() {
         anyhow::bail!("{failure}");

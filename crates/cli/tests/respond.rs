@@ -474,3 +474,105 @@ async fn incidents_blocks_and_release_read_back_and_undo_what_respond_did() {
     let (held, _) = run_text(&emu, bucket, &topic, &["blocks"], true);
     assert_eq!(held.trim(), "Firebreak holds no blocks");
 }
+
+/// The emergency lockdown from the command line and its release: `respond`
+/// takes the service to zero, the listener to a 503, rotates the secret
+/// and copies the evidence; `release` brings back the service's desired
+/// count and the listener's default actions exactly as they were (the
+/// whole action list compared), and the retention; the secret stays
+/// rotated and the evidence stays, as the release says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockdown_and_its_release_bring_the_service_and_listener_back_exactly() {
+    use support::lockdown as seeded;
+    let emu = Emulator::start();
+    let bucket = "respond-lockdown";
+    let (sdk, topic) = bucket_and_topic(&emu, bucket).await;
+    let c = firebreak_aws::Clients::from_config(&sdk);
+    let (vpc, subnet, _) = support::vpc_with_subnet(&c.ec2).await;
+    let t = seeded::seed(&c, &vpc, &subnet, "cli").await;
+    let listener_before = seeded::default_actions(&c.elb, &t.listener_arn).await;
+    let rules_before = seeded::other_rules(&c.elb, &t.listener_arn).await;
+    let secret_before = seeded::current_version(&c.secrets, &t.secret_id).await;
+
+    let (out, locked) = respond(&emu, bucket, &topic, &seeded::command(&t, "users/"));
+    assert!(
+        out.status.success(),
+        "{locked:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        statuses(&locked)[..5],
+        pairs(&[
+            ("scale_service_to_zero", "done"),
+            ("serve_maintenance_response", "done"),
+            ("rotate_secret", "done"),
+            ("increase_monitoring", "done"),
+            ("copy_evidence", "done"),
+        ])[..],
+        "{locked:#}"
+    );
+    let id = locked["incidents"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        seeded::desired_count(&c.ecs, &t.cluster, &t.service).await,
+        0
+    );
+    assert_ne!(
+        seeded::default_actions(&c.elb, &t.listener_arn).await,
+        listener_before
+    );
+    let evidence = support::object_keys(&c.s3, bucket, "evidence/").await;
+    assert_eq!(evidence.len(), seeded::USER_OBJECTS.len(), "{evidence:?}");
+
+    let (released, _) = run_text(
+        &emu,
+        bucket,
+        &topic,
+        &[
+            "release",
+            &id,
+            "--reason",
+            "paste was a honeypot",
+            "--by",
+            "oncall-bob",
+            "--json",
+        ],
+        true,
+    );
+    let released: Value = serde_json::from_str(&released).unwrap();
+    let detail = released["incidents"][0]["actions"][0]["detail"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        seeded::desired_count(&c.ecs, &t.cluster, &t.service).await,
+        seeded::DESIRED,
+        "{detail}"
+    );
+    assert_eq!(
+        seeded::default_actions(&c.elb, &t.listener_arn).await,
+        listener_before,
+        "the whole default action list is back: {detail}"
+    );
+    assert_eq!(
+        seeded::other_rules(&c.elb, &t.listener_arn).await,
+        rules_before
+    );
+    assert_eq!(seeded::retention(&c.logs, &t.log_group).await, Some(30));
+    // What a release does not undo, and says so.
+    assert_ne!(
+        seeded::current_version(&c.secrets, &t.secret_id).await,
+        secret_before,
+        "a rotated secret stays rotated"
+    );
+    assert_eq!(
+        support::object_keys(&c.s3, bucket, "evidence/").await,
+        evidence
+    );
+    for said in [
+        format!("secret {} stays rotated", t.secret_id),
+        format!("evidence copied from s3://{}/users/ kept", t.uploads),
+        format!("back to a desired count of {}", seeded::DESIRED),
+        "default action(s) back".to_string(),
+    ] {
+        assert!(detail.contains(&said), "`{said}` not in `{detail}`");
+    }
+}

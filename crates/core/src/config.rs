@@ -125,7 +125,28 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "FIREBREAK_SECURITYHUB_WRITEBACK",
         "write back to the Security Hub finding: workflow NOTIFIED while NEW, and a note of what was done",
     ),
+    (
+        "FIREBREAK_EVIDENCE_BUCKET",
+        "bucket a lockdown copies evidence into (the records bucket when unset)",
+    ),
+    (
+        "FIREBREAK_EVIDENCE_MAX_OBJECTS",
+        "objects one evidence copy takes at most",
+    ),
+    (
+        "FIREBREAK_EVIDENCE_MAX_BYTES",
+        "bytes one evidence copy takes at most",
+    ),
 ];
+
+/// Objects one evidence copy takes unless configured otherwise.
+pub const DEFAULT_EVIDENCE_MAX_OBJECTS: u64 = 1000;
+/// Bytes one evidence copy takes unless configured otherwise (1 GiB).
+pub const DEFAULT_EVIDENCE_MAX_BYTES: u64 = 1 << 30;
+/// The most either bound may be set to: a copy is a Lambda function's
+/// minutes, not a migration (1 TiB; 100,000 objects).
+const EVIDENCE_BYTES_CEILING: u64 = 1 << 40;
+const EVIDENCE_OBJECTS_CEILING: u64 = 100_000;
 
 /// The Security Hub custom actions Firebreak knows unless configured
 /// otherwise: one to contain, one to record only, one to quarantine the
@@ -249,6 +270,12 @@ pub struct Config {
     pub claim_wait_seconds: u32,
     /// Severity rules.
     pub severity: SeverityConfig,
+    /// Where a lockdown copies evidence; the records bucket when unset.
+    pub evidence_bucket: Option<String>,
+    /// Objects one evidence copy takes at most (more: nothing is copied).
+    pub evidence_max_objects: u64,
+    /// Bytes one evidence copy takes at most (more: nothing is copied).
+    pub evidence_max_bytes: u64,
 }
 
 /// At most `limits[kind]` automatic actions of a kind per account in each
@@ -348,6 +375,9 @@ impl Default for Config {
             claim_ttl_seconds: 120,
             claim_wait_seconds: 20,
             severity: SeverityConfig::defaults(),
+            evidence_bucket: None,
+            evidence_max_objects: DEFAULT_EVIDENCE_MAX_OBJECTS,
+            evidence_max_bytes: DEFAULT_EVIDENCE_MAX_BYTES,
         }
     }
 }
@@ -382,6 +412,9 @@ struct PolicyFile {
     claim_ttl_seconds: Option<u32>,
     claim_wait_seconds: Option<u32>,
     severity: Option<SeverityFile>,
+    evidence_bucket: Option<String>,
+    evidence_max_objects: Option<u64>,
+    evidence_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -522,6 +555,9 @@ impl Config {
                 .map(|(i, r)| Rule::new(r, i))
                 .collect::<Result<_, _>>()?;
         }
+        self.evidence_bucket = f.evidence_bucket.or(self.evidence_bucket.take());
+        set(&mut self.evidence_max_objects, f.evidence_max_objects);
+        set(&mut self.evidence_max_bytes, f.evidence_max_bytes);
         Ok(())
     }
 
@@ -608,6 +644,14 @@ impl Config {
         }
         if let Some(v) = get("FIREBREAK_SECURITYHUB_WRITEBACK") {
             self.securityhub_writeback = parse_bool("FIREBREAK_SECURITYHUB_WRITEBACK", &v)?;
+        }
+        self.evidence_bucket =
+            opt(get("FIREBREAK_EVIDENCE_BUCKET")).or(self.evidence_bucket.take());
+        if let Some(v) = get("FIREBREAK_EVIDENCE_MAX_OBJECTS") {
+            self.evidence_max_objects = parse_num("FIREBREAK_EVIDENCE_MAX_OBJECTS", &v)?;
+        }
+        if let Some(v) = get("FIREBREAK_EVIDENCE_MAX_BYTES") {
+            self.evidence_max_bytes = parse_num("FIREBREAK_EVIDENCE_MAX_BYTES", &v)?;
         }
         Ok(())
     }
@@ -709,6 +753,35 @@ impl Config {
             return bad(
                 "claim_wait_seconds",
                 "must not be longer than claim_ttl_seconds".into(),
+            );
+        }
+        self.validate_evidence()
+    }
+
+    fn validate_evidence(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: String| {
+            Err(ConfigError::Value {
+                name: name.into(),
+                message,
+            })
+        };
+        if let Some(b) = self
+            .evidence_bucket
+            .as_deref()
+            .filter(|b| !crate::lockdown::is_bucket_name(b))
+        {
+            return bad("evidence_bucket", format!("`{b}` is not an S3 bucket name"));
+        }
+        if !(1..=EVIDENCE_OBJECTS_CEILING).contains(&self.evidence_max_objects) {
+            return bad(
+                "evidence_max_objects",
+                format!("must be between 1 and {EVIDENCE_OBJECTS_CEILING}"),
+            );
+        }
+        if !(1..=EVIDENCE_BYTES_CEILING).contains(&self.evidence_max_bytes) {
+            return bad(
+                "evidence_max_bytes",
+                format!("must be between 1 and {EVIDENCE_BYTES_CEILING} (1 TiB)"),
             );
         }
         Ok(())
@@ -1026,6 +1099,57 @@ mod tests {
         let err =
             Config::load(&vars(&[("FIREBREAK_CLAIM_WAIT_SECONDS", "500")]), None).unwrap_err();
         assert!(err.to_string().contains("claim_wait_seconds"), "{err}");
+    }
+
+    #[test]
+    fn evidence_settings_are_read_and_bounded() {
+        let d = Config::load(&vars(&[]), None).unwrap();
+        assert_eq!(d.evidence_bucket, None);
+        assert_eq!(
+            (d.evidence_max_objects, d.evidence_max_bytes),
+            (1000, 1 << 30)
+        );
+        let file = "evidence_bucket = \"acme-evidence\"\nevidence_max_objects = 50\n";
+        let cfg = Config::load(
+            &vars(&[("FIREBREAK_EVIDENCE_MAX_BYTES", "1048576")]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert_eq!(cfg.evidence_bucket.as_deref(), Some("acme-evidence"));
+        assert_eq!(
+            (cfg.evidence_max_objects, cfg.evidence_max_bytes),
+            (50, 1 << 20)
+        );
+        let cfg = Config::load(
+            &vars(&[("FIREBREAK_EVIDENCE_BUCKET", "other-evidence")]),
+            Some(("p.toml", file)),
+        )
+        .unwrap();
+        assert_eq!(cfg.evidence_bucket.as_deref(), Some("other-evidence"));
+        for (k, v, needle) in [
+            (
+                "FIREBREAK_EVIDENCE_BUCKET",
+                "Bad_Bucket",
+                "not an S3 bucket name",
+            ),
+            (
+                "FIREBREAK_EVIDENCE_MAX_OBJECTS",
+                "0",
+                "between 1 and 100000",
+            ),
+            ("FIREBREAK_EVIDENCE_MAX_BYTES", "0", "between 1 and"),
+            ("FIREBREAK_EVIDENCE_MAX_BYTES", "1099511627777", "1 TiB"),
+            (
+                "FIREBREAK_EVIDENCE_MAX_OBJECTS",
+                "many",
+                "not a whole number",
+            ),
+        ] {
+            let err = Config::load(&vars(&[(k, v)]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{k}={v}: {err}");
+        }
     }
 
     #[test]

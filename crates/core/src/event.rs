@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{typed, ParseError};
 use crate::guardduty::Finding;
+pub use crate::lockdown::{EcsService, EvidenceSource};
 use crate::sanitize;
 pub use crate::securityhub::SecurityHubEvent;
 
@@ -256,6 +257,26 @@ pub enum CommandOp {
         #[serde(default)]
         force: bool,
     },
+    /// The emergency lockdown (see [`crate::lockdown`]): every list is
+    /// optional, at least one target is required.
+    Lockdown {
+        /// Services to scale to zero.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ecs_services: Vec<EcsService>,
+        /// Application Load Balancer listeners whose default actions
+        /// become a fixed 503.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listener_arns: Vec<String>,
+        /// Secrets to rotate now.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secret_ids: Vec<String>,
+        /// Log groups to keep longer.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        log_groups: Vec<String>,
+        /// S3 prefixes to copy aside as evidence.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        evidence: Vec<EvidenceSource>,
+    },
 }
 
 impl CommandOp {
@@ -299,6 +320,8 @@ impl CommandOp {
                 action: *action,
                 force: *force,
             },
+            // Checked when read (`lockdown::check`): nothing to cut or escape.
+            CommandOp::Lockdown { .. } => self.clone(),
         }
     }
 }
@@ -583,6 +606,7 @@ fn parse_command(value: Value) -> Result<Command, ParseError> {
             "isolate_instance",
             "quarantine_user",
             "release",
+            "lockdown",
         ];
         if !name.as_str().is_some_and(|n| known.contains(&n)) {
             return Err(ParseError::Invalid {
@@ -595,6 +619,9 @@ fn parse_command(value: Value) -> Result<Command, ParseError> {
                 ),
             });
         }
+    }
+    if value.get("command").and_then(Value::as_str) == Some("lockdown") {
+        crate::lockdown::read(&value)?;
     }
     let command: Command = typed(value, CTX, "")?;
     for (field, text) in [

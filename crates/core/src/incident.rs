@@ -726,6 +726,8 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         CommandOp::IsolateInstance { .. } => ("COMMAND:ISOLATE_INSTANCE", Severity::High),
         CommandOp::QuarantineUser { .. } => ("COMMAND:QUARANTINE_USER", Severity::High),
         CommandOp::Release { .. } => ("COMMAND:RELEASE", Severity::Medium),
+        // Everyone is told, stakeholders included: a service is taken down.
+        CommandOp::Lockdown { .. } => ("COMMAND:LOCKDOWN", Severity::Critical),
     };
     let mut i = new_incident(
         canonical_key("command", c),
@@ -782,7 +784,8 @@ fn from_command(c: &Command) -> Result<Incident, ParseError> {
         CommandOp::QuarantineUser { user_name } => {
             i.subjects.user = Some(sanitize::name(user_name))
         }
-        CommandOp::Release { .. } => {}
+        // Its targets are the command's own (see `crate::lockdown`).
+        CommandOp::Release { .. } | CommandOp::Lockdown { .. } => {}
     }
     i.command = Some(c.op.cleaned());
     i.evidence = Evidence {

@@ -24,6 +24,7 @@ pub mod event;
 pub mod guardduty;
 pub mod ids;
 pub mod incident;
+pub mod lockdown;
 pub mod policy;
 pub mod sanitize;
 pub mod securityhub;

@@ -24,6 +24,8 @@
 //! the Security Hub finding the incident names ([`securityhub_finding`]):
 //! bookkeeping, like the record and the notices, carried out after them.
 
+mod lockdown;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -883,5 +885,21 @@ fn plan_command(p: &mut Planner<'_>, op: &CommandOp) {
             };
             p.push(ActionKind::Release, incident_id.clone(), verdict, params);
         }
+        CommandOp::Lockdown {
+            ecs_services,
+            listener_arns,
+            secret_ids,
+            log_groups,
+            evidence,
+        } => lockdown::plan(
+            p,
+            &crate::lockdown::Targets {
+                ecs_services,
+                listener_arns,
+                secret_ids,
+                log_groups,
+                evidence,
+            },
+        ),
     }
 }

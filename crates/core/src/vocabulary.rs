@@ -126,6 +126,17 @@ pub enum ActionKind {
     /// Security Hub write-back: workflow `NOTIFIED` (only while `NEW`) and
     /// a note of what was done, on the finding the incident came from.
     UpdateFinding,
+    /// An ECS service's desired count to 0 (the emergency lockdown).
+    ScaleServiceToZero,
+    /// A load balancer listener's default actions replaced by a fixed 503
+    /// (the emergency lockdown).
+    ServeMaintenanceResponse,
+    /// A Secrets Manager secret rotated now, with its configured rotation
+    /// (the emergency lockdown; not undone by a release).
+    RotateSecret,
+    /// Every object under an S3 prefix copied aside as evidence (the
+    /// emergency lockdown; kept on release).
+    CopyEvidence,
 }
 
 impl ActionKind {
@@ -156,6 +167,10 @@ impl ActionKind {
             ActionKind::NotifyStakeholders => "notify_stakeholders",
             ActionKind::QuarantineUser => "quarantine_user",
             ActionKind::UpdateFinding => "update_finding",
+            ActionKind::ScaleServiceToZero => "scale_service_to_zero",
+            ActionKind::ServeMaintenanceResponse => "serve_maintenance_response",
+            ActionKind::RotateSecret => "rotate_secret",
+            ActionKind::CopyEvidence => "copy_evidence",
         }
     }
 }

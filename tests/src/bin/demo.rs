@@ -38,6 +38,55 @@ fn summary(function: &str, name: &str, answer: &Value) {
     }
 }
 
+/// What a lockdown changes: the service's desired count, what the
+/// listener answers, the secret's current version, the evidence kept.
+async fn lockdown_state(c: &firebreak_aws::Clients, s: &firebreak_e2e::Seeded) {
+    use support::lockdown as l;
+    let t = &s.lockdown;
+    println!(
+        "   service {}/{}: desired count {}",
+        t.cluster,
+        t.service,
+        l::desired_count(&c.ecs, &t.cluster, &t.service).await
+    );
+    let answers: Vec<String> = l::default_actions(&c.elb, &t.listener_arn)
+        .await
+        .iter()
+        .map(|a| match (a.forward_config(), a.fixed_response_config()) {
+            (Some(f), _) => {
+                let w: Vec<String> = f
+                    .target_groups()
+                    .iter()
+                    .map(|g| g.weight().unwrap_or_default().to_string())
+                    .collect();
+                format!("forward to {} target groups ({})", w.len(), w.join("/"))
+            }
+            (_, Some(r)) => format!(
+                "fixed {} \"{}\"",
+                r.status_code().unwrap_or("?"),
+                r.message_body().unwrap_or("")
+            ),
+            _ => a.r#type().map_or("?", |t| t.as_str()).to_string(),
+        })
+        .collect();
+    println!(
+        "   listener …/{}: {}",
+        t.listener_arn.rsplit('/').next().unwrap_or(""),
+        answers.join(", ")
+    );
+    println!(
+        "   secret {}: current version {}",
+        t.secret_id,
+        l::current_version(&c.secrets, &t.secret_id).await
+    );
+    let kept = support::object_keys(&c.s3, &s.bucket, "evidence/").await;
+    println!(
+        "   evidence in s3://{}/evidence/: {} object(s)",
+        s.bucket,
+        kept.len()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     println!("Starting the local AWS emulator (moto) and seeding a small account…");
@@ -102,6 +151,28 @@ async fn main() {
         by_hand("firebreak-release", "release of that block", &release);
     }
 
+    // The runbook's emergency script as one command: the app taken down,
+    // the admin secret rotated, the user data copied aside; then reopened.
+    let c = emu.clients().await;
+    println!("\n== The app before the lockdown");
+    lockdown_state(&c, &s).await;
+    let locked = by_hand(
+        "firebreak-manual",
+        "command-lockdown.json",
+        &s.event("command-lockdown.json"),
+    );
+    println!("\n== The app during the lockdown");
+    lockdown_state(&c, &s).await;
+    if let Some(id) = locked["incidents"][0]["id"].as_str() {
+        let release = serde_json::json!({
+            "command": "release", "incident_id": id,
+            "requested_by": "oncall-alice", "reason": "demo: the paste was a honeypot, reopen"
+        });
+        by_hand("firebreak-release", "release of the lockdown", &release);
+        println!("\n== The app after the release (the secret stays rotated, the evidence stays)");
+        lockdown_state(&c, &s).await;
+    }
+
     // A malformed event: refused with what was wrong, nothing changed.
     let bad = fns.invoke_file(
         "firebreak-guardduty",
@@ -113,7 +184,6 @@ async fn main() {
     );
 
     println!("\n== The account afterwards");
-    let c = emu.clients().await;
     for k in c
         .iam
         .list_access_keys()

@@ -6,11 +6,26 @@
 //! Bookkeeping that leaves the account alone lives here too: the notices
 //! (`notify`) and the Security Hub write-back (`securityhub`).
 
+pub mod ecs;
+pub mod elb;
+pub mod evidence;
 pub mod groups;
 pub mod iam;
 pub mod isolate;
 pub mod logs;
 pub mod nacl;
 pub mod notify;
+pub mod secrets;
 pub mod securityhub;
 pub mod snapshot;
+
+/// The first of `keys` that protects a resource: the configured tag key or
+/// the fixed [`isolate::PROTECTED_TAG`] (which IAM's denies name), checked
+/// live right before a change, as isolation does.
+pub(crate) fn protected_by<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+    configured: &str,
+) -> Option<&'a str> {
+    keys.into_iter()
+        .find(|k| *k == configured || *k == isolate::PROTECTED_TAG)
+}

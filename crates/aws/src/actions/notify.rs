@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use firebreak_core::config::NoticeFormat;
+use firebreak_core::event::CommandOp;
 use firebreak_core::PlannedIncident;
 use serde_json::json;
 
@@ -15,6 +16,12 @@ use crate::outcome::{ActionOutcome, Status};
 
 /// SNS's limit for a whole message, attributes included.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// True for a responder's emergency lockdown, which every notice names
+/// as such.
+fn is_lockdown(plan: &PlannedIncident) -> bool {
+    matches!(plan.incident.command, Some(CommandOp::Lockdown { .. }))
+}
 
 /// SNS subjects: ASCII, no line breaks, under 100 characters.
 pub fn subject(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
@@ -37,7 +44,11 @@ pub fn subject(plan: &PlannedIncident, outcomes: &[ActionOutcome]) -> String {
     };
     // Only the finding type is attacker-shaped and of any length: it is the
     // part cut, so the severity and the state always show.
-    let head = format!("[Firebreak] {} ", i.severity);
+    let head = if is_lockdown(plan) {
+        format!("[Firebreak] EMERGENCY LOCKDOWN {} ", i.severity)
+    } else {
+        format!("[Firebreak] {} ", i.severity)
+    };
     let tail = format!(" ({state})");
     let room = 99 - head.len() - tail.len();
     let mut kind: String = i
@@ -105,6 +116,13 @@ fn heading(m: &mut String, plan: &PlannedIncident) {
     if let Some(t) = &i.evidence.title {
         let _ = writeln!(m, "What happened: {t}");
     }
+    if is_lockdown(plan) {
+        let _ = writeln!(
+            m,
+            "EMERGENCY LOCKDOWN: {}",
+            i.evidence.reason.as_deref().unwrap_or("-")
+        );
+    }
     if plan.dry_run {
         let _ = writeln!(m, "DRY RUN: nothing in the account was changed.");
     }
@@ -157,6 +175,12 @@ fn what_next(
         "\nTo undo: `firebreak release {id} --reason <why>`, or send the release function:\n  {{\"command\":\"release\",\"incident_id\":\"{id}\",\"requested_by\":\"<you>\",\"reason\":\"<why>\"}}\n  (add \"action\": N to undo one action only; re-enabling a key also needs \"force\": true)",
         id = plan.incident.id
     );
+    if is_lockdown(plan) {
+        let _ = writeln!(
+            m,
+            "A release puts the services' desired counts and the listeners' default actions back; rotated secrets stay rotated, evidence copies stay, log retention goes back."
+        );
+    }
     if let Some(r) = record {
         let _ = writeln!(m, "Record: {r}");
     }

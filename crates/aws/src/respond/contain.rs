@@ -50,6 +50,10 @@ impl Executor {
                 },
                 Err(e) => Err(e),
             },
+            ActionKind::ScaleServiceToZero
+            | ActionKind::ServeMaintenanceResponse
+            | ActionKind::RotateSecret
+            | ActionKind::CopyEvidence => self.lockdown(&i.id, a, gate).await,
             ActionKind::RecordIncident
             | ActionKind::NotifyTeam
             | ActionKind::NotifyStakeholders

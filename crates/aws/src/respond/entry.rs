@@ -8,7 +8,7 @@ use std::sync::Arc;
 use firebreak_core::{ActionKind, Config, PlannedIncident};
 use futures_util::future::join_all;
 
-use super::{Executor, HomeAnswer, Response};
+use super::{Executor, HomeAnswer, Progress, Response};
 use crate::clients::Clients;
 use crate::error::AwsError;
 
@@ -43,12 +43,26 @@ pub async fn respond_asking(
     home: &HomeAnswer,
     plans: &firebreak_core::PlanSet,
 ) -> Result<Response, AwsError> {
+    respond_showing(clients, cfg, home, plans, &Progress::default()).await
+}
+
+/// [`respond_asking`], telling `progress` of each step of a long action (a
+/// lockdown's evidence copy, object by object): `firebreak respond` on a
+/// terminal.
+pub async fn respond_showing(
+    clients: &Clients,
+    cfg: &Arc<Config>,
+    home: &HomeAnswer,
+    plans: &firebreak_core::PlanSet,
+    progress: &Progress,
+) -> Result<Response, AwsError> {
     // One executor per account guessed (its places and clients shared by
     // that account's incidents), one for those that wait.
     let mut guessed: BTreeMap<&str, Executor> = BTreeMap::new();
     for account in plans.incidents.iter().filter_map(|p| guessable(p, cfg)) {
         guessed.entry(account).or_insert_with(|| {
             Executor::guessing(clients.clone(), cfg.clone(), account, home.clone())
+                .with_progress(progress.clone())
         });
     }
     let known = tokio::sync::OnceCell::new();
@@ -61,7 +75,8 @@ pub async fn respond_asking(
             let exec = known
                 .get_or_try_init(|| async {
                     let account = home.get().await?;
-                    Ok::<_, AwsError>(Executor::for_account(clients.clone(), cfg.clone(), account))
+                    let exec = Executor::for_account(clients.clone(), cfg.clone(), account);
+                    Ok::<_, AwsError>(exec.with_progress(progress.clone()))
                 })
                 .await?;
             Ok(exec.run(p).await)

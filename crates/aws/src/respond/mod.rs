@@ -10,7 +10,8 @@
 //! - here: [`Executor`] (where it acts, with what), [`Executor::run`] and
 //!   the two entry points [`respond`] and [`respond_asking`];
 //! - `contain`: each action kind to its function in [`crate::actions`], and
-//!   the blocks the failed-login query finds;
+//!   the blocks the failed-login query finds; `lockdown`: the emergency
+//!   lockdown's kinds, checked where they act;
 //! - `action`: one action under its claim, the budget and the gate;
 //! - `notices`: how containment ended, as the name a notice is claimed under;
 //! - `findings`: the Security Hub write-back, claimed under that name too;
@@ -21,6 +22,7 @@ mod blocks;
 mod contain;
 mod entry;
 mod findings;
+mod lockdown;
 mod notices;
 mod record;
 mod run;
@@ -45,7 +47,7 @@ pub use crate::progress::Progress;
 pub use crate::report::{IncidentReport, Response};
 use crate::undo::Undo;
 pub use action::CLAIM_HELD;
-pub use entry::{respond, respond_asking};
+pub use entry::{respond, respond_asking, respond_showing};
 pub use record::RECORD_SCHEMA;
 
 /// Runs plans. An executor is made in the account its credentials belong
@@ -212,8 +214,10 @@ impl Executor {
         }
     }
 
-    /// This executor acting in `place`: IAM, EC2 and Logs there, the
-    /// records, notices, STS and the Security Hub write-back at home.
+    /// This executor acting in `place`: IAM, EC2, Logs, ECS, Elastic Load
+    /// Balancing and Secrets Manager there, the records, notices, STS and
+    /// the Security Hub write-back at home (a lockdown's evidence copy
+    /// reaches the place's S3 through [`Places`]).
     fn at(&self, place: Place) -> Executor {
         let home = &self.places.home().clients;
         Executor {
@@ -225,6 +229,9 @@ impl Executor {
                 sns: home.sns.clone(),
                 sts: home.sts.clone(),
                 securityhub: home.securityhub.clone(),
+                ecs: place.clients.ecs,
+                elb: place.clients.elb,
+                secrets: place.clients.secrets,
                 config: place.clients.config,
             },
             account: place.account,

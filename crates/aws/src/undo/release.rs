@@ -13,14 +13,14 @@ use tracing::warn;
 
 use super::Undo;
 use crate::actions::securityhub::{self, Workflow};
-use crate::actions::{iam, isolate, logs};
+use crate::actions::{ecs, elb, iam, isolate, logs};
 use crate::bucket::layout;
 use crate::error::{AwsError, Own};
 use crate::outcome::{ActionOutcome, Status, Step};
 use crate::place::Place;
 use crate::prior::{
-    self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, QuarantinePrior, QueryPrior, ReleasePrior,
-    RetentionPrior, RevokePrior, Undone,
+    self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, ListenerPrior, QuarantinePrior, QueryPrior,
+    ReleasePrior, RetentionPrior, RevokePrior, ScalePrior, Undone,
 };
 
 /// Where the earlier incident acted, and its plan, as its record says.
@@ -207,6 +207,13 @@ impl Undo<'_> {
             | ActionKind::NotifyTeam
             | ActionKind::NotifyStakeholders
             | ActionKind::UpdateFinding => Vec::new(),
+            ActionKind::ScaleServiceToZero | ActionKind::ServeMaintenanceResponse => {
+                vec![reopen(here, o).await]
+            }
+            ActionKind::RotateSecret | ActionKind::CopyEvidence => {
+                notes.push(kept(o));
+                Vec::new()
+            }
         }
     }
 
@@ -357,6 +364,34 @@ impl Undo<'_> {
                 }
             }
         }
+    }
+}
+
+/// The lockdown's undoable half: a service's desired count and a
+/// listener's default actions, back as they were recorded.
+async fn reopen(here: &Place, o: &ActionOutcome) -> Result<Step, AwsError> {
+    let c = &here.clients;
+    let unreadable = |e: String| AwsError::from(Own::UnreadableRecord(e));
+    match o.kind {
+        ActionKind::ScaleServiceToZero => {
+            let p = prior::of::<ScalePrior>(o).map_err(unreadable)?;
+            ecs::restore_service(&c.ecs, &p).await
+        }
+        _ => {
+            let p = prior::of::<ListenerPrior>(o).map_err(unreadable)?;
+            elb::restore_listener(&c.elb, &p).await
+        }
+    }
+}
+
+/// What a release leaves of the lockdown, and why.
+fn kept(o: &ActionOutcome) -> String {
+    match o.kind {
+        ActionKind::RotateSecret => format!(
+            "secret {} stays rotated: a release does not undo a rotation",
+            o.target
+        ),
+        _ => format!("evidence copied from s3://{} kept", o.target),
     }
 }
 
