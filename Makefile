@@ -73,7 +73,7 @@ style: venv venv-scan ## cargo fmt --check; cfn-lint, sam validate --lint, check
 	$(CARGO) fmt --all -- --check
 	$(VENV)/bin/cfn-lint $(TEMPLATES)
 	@# Offline; the SAM translator wants a region for its pseudo-parameters.
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-west-1} SAM_CLI_TELEMETRY=0 $(SCAN_VENV)/bin/sam validate --lint --template-file template.yaml
+	for t in $(TEMPLATES); do AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-west-1} SAM_CLI_TELEMETRY=0 $(SCAN_VENV)/bin/sam validate --lint --template-file $$t || exit 1; done
 	@# Any finding fails; accepted ones are skipped in the resource's Metadata, with the reason.
 	$(SCAN_VENV)/bin/checkov --framework cloudformation --skip-download --quiet --compact $(foreach t,$(TEMPLATES),--file $(t))
 	$(VENV)/bin/python3 tests/templates/check_templates.py .
