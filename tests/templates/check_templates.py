@@ -62,6 +62,30 @@ LOCKDOWN_WRITES = {
     "secretsmanager:RotateSecret": ":secret:",
     "lambda:InvokeFunction": ":function:",
 }
+# Which responder role may act through which member role (template-member.yaml's
+# trusts and the responder's sts:AssumeRole grants, each on its own): a
+# finding's role never reaches the lockdown or the undo, as at home.
+MEMBER_ROLES = {
+    "MemberRole": {"GuardDutyRole", "ManualRole"},
+    "MemberLockdownRole": {"ManualRole"},
+    "MemberReleaseRole": {"ReleaseRole"},
+    "MemberNaclRole": {"AlarmRole", "ExpirerRole"},
+}
+# Each member role's name from the responder's MemberRoleName.
+MEMBER_SUFFIX = {"MemberRole": "", "MemberLockdownRole": "-lockdown", "MemberReleaseRole": "-release", "MemberNaclRole": "-nacl"}
+# The responder's role paths, and which member roles trust each.
+HOME_PATHS = {
+    "contain": {"MemberRole"},
+    "manual": {"MemberRole", "MemberLockdownRole"},
+    "release": {"MemberReleaseRole"},
+    "nacl": {"MemberNaclRole"},
+    "service": set(),
+}
+# The functions a finding (GuardDuty, Security Hub, a CloudWatch alarm) or the
+# schedule triggers: their roles hold no lockdown and no undo, here or there.
+FINDING_ROLES = ("GuardDutyRole", "AlarmRole", "ExpirerRole")
+# What only a release does (H4).
+UNDO = {"iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "logs:DeleteRetentionPolicy"}
 FUNCTIONS = {
     "AlarmFunction": "firebreak-alarm",
     "GuardDutyFunction": "firebreak-guardduty",
@@ -351,6 +375,8 @@ def scenarios(root):
         "main": Stack(main),
         "main_on": Stack(main, on),
         "main_long": Stack(main, on, stack=long_stack),
+        # The README's organisation set-up, against the member template's defaults.
+        "main_member_default": Stack(main, dict(on, MemberRoleName="firebreak/firebreak-member")),
         "member": Stack(member, {"ResponderAccountId": ACCOUNT}, stack="firebreak-member", account=MEMBER_ACCOUNT),
         "member_on": Stack(member, member_on, stack="firebreak-member", account=MEMBER_ACCOUNT),
         "member_long": Stack(member, dict(member_on, ResponderStackName=long_stack), stack="fb-member", account=MEMBER_ACCOUNT),
@@ -427,7 +453,7 @@ def h3_protect(S):
             path = S[key].props(r).get("Path", "/")
             if not path.startswith("/firebreak/"):
                 fail(name, f"{key} role {r} has path {path}, not under /firebreak/")
-    for main_key, member_key in (("main_on", "member_on"), ("main_long", "member_long")):
+    for main_key, member_key in (("main_on", "member_on"), ("main_long", "member_long"), ("main_member_default", "member")):
         for key, account in ((main_key, ACCOUNT), (member_key, MEMBER_ACCOUNT)):
             st = S[key]
             targets = firebreak_role_arns(S, account, main_key, member_key)
@@ -456,53 +482,129 @@ def h3_home(S):
         fail(name, f"template-member.yaml creates roles in the security account: {sorted(roles(sec))}")
 
 
-@check("M3 member roles trust exact Firebreak paths; the expirer and alarm get NACL-only powers")
+def trust_patterns(member, mrole):
+    """A member role's one trust statement and its aws:PrincipalArn patterns (or a reason it has none)."""
+    trust = listify(member.props(mrole)["AssumeRolePolicyDocument"]["Statement"])
+    if len(trust) != 1 or trust[0].get("Effect") != "Allow" or trust[0].get("Action") != "sts:AssumeRole":
+        return None, f"one Allow sts:AssumeRole statement expected: {trust}"
+    return trust[0], listify((trust[0].get("Condition") or {}).get("ArnLike", {}).get("aws:PrincipalArn", []))
+
+
+def trusted_by(member, mrole, arn):
+    t, pats = trust_patterns(member, mrole)
+    return t is not None and any(glob(p, arn) for p in pats)
+
+
+def may_assume(stmts, arn, account):
+    """An Allow of sts:AssumeRole on `arn` (its aws:ResourceAccount condition, if any, holding `account`)."""
+    for s in stmts:
+        if s.get("Effect") != "Allow" or not any(glob(a, "sts:AssumeRole") for a in actions_of(s)) or not covers(s, arn):
+            continue
+        c = s.get("Condition") or {}
+        if set(c) - {"StringEquals"} or set(c.get("StringEquals", {})) - {"aws:ResourceAccount"}:
+            continue  # a condition this check does not read: not counted as a grant
+        if account in listify(c.get("StringEquals", {}).get("aws:ResourceAccount", account)):
+            return True
+    return False
+
+
+@check("M3 each member role trusts exactly its responder paths, and each responder role may assume exactly its member roles")
 def m3(S):
     name = "M3"
-    main, member = S["main_on"], S["member_on"]
-    arns = {r: main.role_arn(r) for r in roles(main)}
-    want = {
-        "MemberRole": {"GuardDutyRole", "ManualRole", "ReleaseRole"},
-        "MemberNaclRole": {"AlarmRole", "ExpirerRole"},
-    }
-    for mrole, trusted in want.items():
-        if mrole not in roles(member):
-            fail(name, f"template-member.yaml has no {mrole}")
-            continue
-        trust = listify(member.props(mrole)["AssumeRolePolicyDocument"]["Statement"])
-        if len(trust) != 1 or trust[0].get("Effect") != "Allow" or trust[0].get("Action") != "sts:AssumeRole":
-            fail(name, f"{mrole}: one Allow sts:AssumeRole statement expected: {trust}")
-            continue
-        t = trust[0]
-        if t.get("Principal") != {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}:
-            fail(name, f"{mrole}: trusts {t.get('Principal')}, not the security account")
-        pats = listify((t.get("Condition") or {}).get("ArnLike", {}).get("aws:PrincipalArn", []))
-        if (t.get("Condition") or {}).get("StringLike") != {"sts:RoleSessionName": "firebreak-*"}:
-            fail(name, f"{mrole}: session names not limited to firebreak-*")
+    for main_key, member_key in (("main_on", "member_on"), ("main_long", "member_long"), ("main_member_default", "member")):
+        main, member = S[main_key], S[member_key]
+        arns = {r: main.role_arn(r) for r in roles(main)}
+        if set(roles(member)) != set(MEMBER_ROLES):
+            fail(name, f"{member_key}: member roles {sorted(roles(member))}, expected {sorted(MEMBER_ROLES)}")
         oncall = member.params["OnCallRoleArn"]
-        for p in pats:
-            if p != oncall and not p.startswith(f"arn:aws:iam::{ACCOUNT}:role/firebreak/"):
-                fail(name, f"{mrole}: trusts {p}, outside the path /firebreak/")
-        for r, arn in arns.items():
-            hit = any(glob(p, arn) for p in pats)
-            if hit != (r in trusted):
-                fail(name, f"{mrole}: {'trusts' if hit else 'does not trust'} {r} ({arn})")
-    nacl = allowed_actions(member.role_statements("MemberNaclRole")) if "MemberNaclRole" in roles(member) else set()
+        stack = member.params["ResponderStackName"]
+        for mrole, trusted in MEMBER_ROLES.items():
+            if mrole not in roles(member):
+                continue
+            t, pats = trust_patterns(member, mrole)
+            if t is None:
+                fail(name, f"{member_key} {mrole}: {pats}")
+                continue
+            if t.get("Principal") != {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}:
+                fail(name, f"{member_key} {mrole}: trusts {t.get('Principal')}, not the security account")
+            if (t.get("Condition") or {}).get("StringLike") != {"sts:RoleSessionName": "firebreak-*"}:
+                fail(name, f"{member_key} {mrole}: session names not limited to firebreak-*")
+            for p in pats:
+                if p == oncall and oncall and mrole != "MemberNaclRole":
+                    continue  # the on-call CLI runs containment, lockdowns and releases itself
+                if not p.startswith(f"arn:aws:iam::{ACCOUNT}:role/firebreak/"):
+                    fail(name, f"{member_key} {mrole}: trusts {p}, outside the path /firebreak/")
+            # The responder's roles as deployed ...
+            for r, arn in arns.items():
+                hit = any(glob(p, arn) for p in pats)
+                if hit != (r in trusted):
+                    fail(name, f"{member_key} {mrole}: {'trusts' if hit else 'does not trust'} {r} ({arn})")
+            # ... and any role under each path (the GuardDuty role's contain/
+            # never reaches the lockdown or the release role).
+            for path, members in HOME_PATHS.items():
+                for who in (f"{stack}-AnyRole-XYZ", f"{stack}-GuardDutyRole-1A2B"):
+                    arn = f"arn:aws:iam::{ACCOUNT}:role/firebreak/{path}/{who}"
+                    hit = any(glob(p, arn) for p in pats)
+                    if hit != (mrole in members):
+                        fail(name, f"{member_key} {mrole}: {'trusts' if hit else 'does not trust'} the path firebreak/{path}/ ({arn})")
+                other = f"arn:aws:iam::{ACCOUNT}:role/firebreak/{path}/other-stack-GuardDutyRole-1A2B"
+                if any(glob(p, other) for p in pats):
+                    fail(name, f"{member_key} {mrole}: trusts another stack's role {other}")
+            if mrole == "MemberNaclRole" and oncall and oncall in pats:
+                fail(name, f"{member_key} MemberNaclRole trusts the on-call role")
+        # The grants at home: each role exactly its member roles, in the
+        # member accounts named, as the member template names them.
+        member_name = main.params["MemberRoleName"]
+        target = {m: f"arn:aws:iam::{MEMBER_ACCOUNT}:role/{member_name}{sfx}" for m, sfx in MEMBER_SUFFIX.items()}
+        for m in roles(member):
+            built = member.role_arn(m)
+            if built != target.get(m):
+                fail(name, f"{member_key} {m} is {built}; the responder assumes {target.get(m)}")
+        want_of = {r: {m for m, rs in MEMBER_ROLES.items() if r in rs} for r in roles(main)}
+        for r, stmts in all_role_statements(main).items():
+            got = {m for m, arn in target.items() if may_assume(stmts, arn, MEMBER_ACCOUNT)}
+            if got != want_of[r]:
+                fail(name, f"{main_key} {r} may assume {sorted(got)} in a member account, expected {sorted(want_of[r])}")
+            for s in stmts:
+                if s.get("Effect") != "Allow" or "sts:AssumeRole" not in actions_of(s):
+                    continue
+                for res in listify(s["Resource"]):
+                    if res not in {f"arn:aws:iam::*:role/{member_name}{MEMBER_SUFFIX[m]}" for m in want_of[r]}:
+                        fail(name, f"{main_key} {r} may assume {res}")
+                accts = (s.get("Condition") or {}).get("StringEquals", {}).get("aws:ResourceAccount")
+                if sorted(listify(accts or [])) != sorted(main.params["MemberAccounts"].split(",")):
+                    fail(name, f"{main_key} {r}: sts:AssumeRole not limited to MemberAccounts: {s.get('Condition')}")
+            if got and may_assume(stmts, f"arn:aws:iam::{MEMBER_ACCOUNT}:role/{member_name}", "999988887777"):
+                fail(name, f"{main_key} {r} may assume member roles outside MemberAccounts")
+        # Both sides together: who can act through which member role.
+        for m in roles(member):
+            can = {r for r in roles(main) if may_assume(main.role_statements(r), member.role_arn(m), MEMBER_ACCOUNT) and trusted_by(member, m, arns[r])}
+            if can != MEMBER_ROLES[m]:
+                fail(name, f"{main_key}/{member_key}: {m} can be used by {sorted(can)}, expected {sorted(MEMBER_ROLES[m])}")
+    main = S["main_on"]
+    nacl = allowed_actions(S["member_on"].role_statements("MemberNaclRole")) if "MemberNaclRole" in roles(S["member_on"]) else set()
     if nacl - NACL_ACTIONS:
         fail(name, f"MemberNaclRole allows more than NACL entries: {sorted(nacl - NACL_ACTIONS)}")
     member_name = main.params["MemberRoleName"]
-    for fn, role in (("AlarmFunction", "AlarmRole"), ("ExpirerFunction", "ExpirerRole")):
+    for fn in ("AlarmFunction", "ExpirerFunction"):
         env = main.function_env(fn).get("FIREBREAK_MEMBER_ROLE_NAME")
         if env != member_name + "-nacl":
             fail(name, f"{fn} acts in member accounts as {env!r}, not {member_name}-nacl")
-        for s in main.role_statements(role):
-            if s.get("Effect") == "Allow" and "sts:AssumeRole" in actions_of(s):
-                for r in listify(s["Resource"]):
-                    if not r.endswith(":role/" + member_name + "-nacl"):
-                        fail(name, f"{role} may assume {r}")
+    # The code appends -lockdown and -release to the one configured name.
     for fn in ("GuardDutyFunction", "ManualFunction", "ReleaseFunction"):
         if main.function_env(fn).get("FIREBREAK_MEMBER_ROLE_NAME") != member_name:
             fail(name, f"{fn} does not use the member role {member_name}")
+    # Without MemberRoleName, no role may assume anything.
+    for r, stmts in all_role_statements(S["main"]).items():
+        if "sts:AssumeRole" in allowed_actions(stmts):
+            fail(name, f"main {r} may sts:AssumeRole without a MemberRoleName")
+    # IAM's 64 characters, with the longest suffix.
+    longest = max(len(s) for s in MEMBER_SUFFIX.values())
+    for t, param in ((S["templates"][0], "MemberRoleName"), (S["templates"][1], "MemberRoleName")):
+        pat = t["Parameters"][param]["AllowedPattern"]
+        m = re.search(r"\{[01],(\d+)\}\$$", pat)
+        if not m or int(m.group(1)) + longest > 64:
+            fail(name, f"{param} {pat!r} allows a name that is over 64 characters with -lockdown")
 
 
 SAMPLE_PROTECTED = [
@@ -734,7 +836,7 @@ def m5(S):
         fail(name, f"no FailedInvocations alarm on the GuardDuty rule ({rule})")
 
 
-@check("H4 release apart, code signing, alarm on foreign IAM writes")
+@check("H4 release apart (here and through the member roles), code signing, alarms on foreign IAM writes and on an Allow under Firebreak's names")
 def h4(S):
     name = "H4"
     st = S["main_on"]
@@ -753,11 +855,23 @@ def h4(S):
     role_of = {fn: re.fullmatch(r"arn:aws:iam::\d+:role/.*?(\w+Role)-1A2B3C4D5E6F", st.props(fn)["Role"]) for fn in fns}
     if len({m.group(1) for m in role_of.values() if m}) != len(fns):
         fail(name, "the functions do not have a role each")
-    undo = {"iam:DeleteRolePolicy", "logs:DeleteRetentionPolicy", "iam:DeleteUserPolicy"}
+    undo = UNDO
     for r in ("GuardDutyRole", "ManualRole", "AlarmRole", "ExpirerRole"):
         extra = allowed_actions(st.role_statements(r)) & undo
         if extra:
             fail(name, f"{r} holds release powers {sorted(extra)}")
+    # In a member account, the undo is the release role's alone too.
+    for main_key, member_key in (("main_on", "member_on"), ("main_long", "member_long"), ("main_member_default", "member")):
+        member = S[member_key]
+        for m, who in member_users(S, main_key, member_key).items():
+            extra = allowed_actions(member.role_statements(m)) & undo
+            if extra and who - {"ReleaseRole"}:
+                fail(name, f"{member_key} {m} holds release powers {sorted(extra)} and {sorted(who - {'ReleaseRole'})} may assume it")
+            if "ReleaseRole" in who:
+                held = allowed_actions(member.role_statements(m))
+                for a in ("iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
+                    if a not in held and (a.startswith("iam:") or a.startswith("ec2:") or member.params["LogGroups"]):
+                        fail(name, f"{member_key} {m} (the release role's) lacks {a}")
     rel = allowed_actions(st.role_statements("ReleaseRole"))
     for a in ("iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "logs:DeleteRetentionPolicy", "iam:UpdateAccessKey", "ec2:DeleteNetworkAclEntry"):
         if a not in rel:
@@ -777,29 +891,113 @@ def h4(S):
                     fail(name, f"{r} allows {a} on {sorted(resources)}")
     if "ReleaseFunctionName" not in st.t.get("Outputs", {}):
         fail(name, "no ReleaseFunctionName output")
-    # The alarm: any Firebreak role's inline-policy write but its own names.
+    # The alarms: any Firebreak role's inline-policy write but its own
+    # names, and a write under its own names that allows something. Sample
+    # CloudTrail events go through the rules as EventBridge matches them.
     rules = [st.props(k) for k in st.of_type("AWS::Events::Rule")]
-    firebreak_roles = [st.role_arn(r) for r in roles(st)]
-    good = False
-    for r in rules:
-        p = r.get("EventPattern", {})
-        d = p.get("detail", {})
-        if p.get("source") != ["aws.iam"] or "AWS API Call via CloudTrail" not in p.get("detail-type", []):
+    to_ops = [r for r in rules if r.get("State") == "ENABLED" and any(t.get("Arn") == "<ref:OperationsTopic>" for t in r.get("Targets", []))]
+
+    def fires(issuer, event, policy, document=None):
+        params = {"policyName": policy, "roleName": "app-server"}
+        if document is not None:
+            params["policyDocument"] = document
+        e = {
+            "source": "aws.iam", "detail-type": "AWS API Call via CloudTrail",
+            "detail": {
+                "eventSource": "iam.amazonaws.com", "eventName": event,
+                "userIdentity": {"type": "AssumedRole", "sessionContext": {"sessionIssuer": {"type": "Role", "arn": issuer}}},
+                "requestParameters": params,
+            },
+        }
+        return any(event_matches(r.get("EventPattern", {}), e) for r in to_ops)
+
+    allow = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+    allows = {
+        "an Allow": allow,
+        "an Allow beside a Deny": OWN_DOCUMENTS[0][:-2] + ',{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}',
+        "an Allow spaced out": '{ "Version" : "2012-10-17", "Statement" : [ { "Effect" : "Allow", "Action" : "*", "Resource" : "*" } ] }',
+        "an Allow spelt with a JSON escape": allow.replace("Allow", "\\u0041llow"),
+    }
+    for arn in (st.role_arn(r) for r in roles(st)):
+        for event in ("PutRolePolicy", "PutUserPolicy", "DeleteRolePolicy", "DeleteUserPolicy"):
+            doc = None if event.startswith("Delete") else OWN_DOCUMENTS[0]
+            if not fires(arn, event, "AdminAccess", doc):
+                fail(name, f"{event} of a foreign policy name by {arn} reaches no rule to the operations topic")
+        for policy in sorted(OWN_POLICY_NAMES):
+            for event in ("PutRolePolicy", "PutUserPolicy"):
+                for what, doc in allows.items():
+                    if not fires(arn, event, policy, doc):
+                        fail(name, f"{event} of {policy} with {what} by {arn} reaches no rule to the operations topic")
+                for doc in OWN_DOCUMENTS:
+                    if fires(arn, event, policy, doc):
+                        fail(name, f"Firebreak's own {event} of {policy} ({doc}) by {arn} alarms the operations topic")
+            if fires(arn, "DeleteRolePolicy", policy):
+                fail(name, f"Firebreak's own delete of {policy} by {arn} alarms the operations topic")
+
+
+# What Firebreak writes under its own names (crates/aws/src/actions/iam), in
+# the key orders serde_json may give.
+OWN_DOCUMENTS = [
+    '{"Statement":[{"Action":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-20T19:47:00Z"}},"Effect":"Deny","Resource":"*","Sid":"Firebreakfb0123456789abcdef0123"}],"Version":"2012-10-17"}',
+    '{"Version":"2012-10-17","Statement":[{"Sid":"Firebreakfb0123456789abcdef0123","Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-20T19:47:00Z"}}}]}',
+    '{"Statement":[{"Action":"*","Effect":"Deny","Resource":"*","Sid":"Firebreakfbfedcba98765432100123"}],"Version":"2012-10-17"}',
+]
+
+
+def _wildcard(pattern, text):
+    """EventBridge's wildcard: * any run of characters; \\* and \\\\ literal."""
+    rx, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            rx += re.escape(pattern[i + 1])
+            i += 2
             continue
-        if not {"PutRolePolicy", "PutUserPolicy", "DeleteRolePolicy", "DeleteUserPolicy"} <= set(d.get("eventName", [])):
+        rx += ".*" if c == "*" else re.escape(c)
+        i += 1
+    return re.fullmatch(rx, text, re.S) is not None
+
+
+def _value_matches(m, v):
+    if isinstance(m, dict):
+        (op, arg), = m.items()
+        if op == "prefix":
+            return isinstance(v, str) and v.startswith(arg)
+        if op == "suffix":
+            return isinstance(v, str) and v.endswith(arg)
+        if op == "wildcard":
+            return isinstance(v, str) and _wildcard(arg, v)
+        if op == "equals-ignore-case":
+            return isinstance(v, str) and v.lower() == arg.lower()
+        if op == "anything-but":
+            if isinstance(arg, dict):
+                return not _value_matches(arg, v)
+            return v not in listify(arg)
+        raise KeyError(f"event pattern operator {op} not modelled")
+    return m == v
+
+
+def event_matches(pattern, event):
+    """EventBridge's match of an event pattern (the operators Firebreak uses, and $or)."""
+    for k, want in pattern.items():
+        if k == "$or":
+            if not any(event_matches(p, event) for p in want):
+                return False
             continue
-        issuer = d.get("userIdentity", {}).get("sessionContext", {}).get("sessionIssuer", {})
-        prefixes = [m["prefix"] for m in issuer.get("arn", []) if isinstance(m, dict) and "prefix" in m]
-        if not all(any(a.startswith(pf) for pf in prefixes) for a in firebreak_roles):
+        if isinstance(want, dict):
+            if not isinstance(event.get(k), dict) or not event_matches(want, event[k]):
+                return False
             continue
-        names = d.get("requestParameters", {}).get("policyName", [])
-        but = {n for m in names if isinstance(m, dict) for n in listify(m.get("anything-but", []))}
-        if not OWN_POLICY_NAMES <= but:
+        if k not in event:
+            if not any(isinstance(m, dict) and m.get("exists") is False for m in want):
+                return False
             continue
-        if any(t.get("Arn") == "<ref:OperationsTopic>" for t in r.get("Targets", [])):
-            good = True
-    if not good:
-        fail(name, "no EventBridge rule sends a Firebreak role's foreign inline-policy writes to the operations topic")
+        values = event[k] if isinstance(event[k], list) else [event[k]]
+        if not any(_value_matches(m, v) for m in want if not (isinstance(m, dict) and "exists" in m) for v in values) and not any(
+            isinstance(m, dict) and m.get("exists") is True for m in want
+        ):
+            return False
+    return True
 
 
 @check("M6 other regions' GuardDuty findings reach the home region")
@@ -869,26 +1067,57 @@ def lows(S):
                 fail(name, f"{key} {m}: {size} characters (IAM allows 6144)")
 
 
-@check("Member template: exactly the containment and release actions held at home")
+def bookkeeping_of(actions):
+    """What stays in the security account: records, notices, queues, keys, tokens, Security Hub, own logs."""
+    out = {a for a in actions if a.split(":")[0] in ("s3", "sns", "sqs", "kms", "sts", "securityhub")}
+    return out | ({"logs:CreateLogStream", "logs:PutLogEvents"} & set(actions))
+
+
+def policy_actions(st, role, policy_name):
+    """The actions a role's inline policy of that name allows (None if it has none)."""
+    for pol in st.props(role).get("Policies", []):
+        if pol["PolicyName"] == policy_name:
+            return allowed_actions(listify(pol["PolicyDocument"]["Statement"]))
+    return None
+
+
+@check("Member template: each member role exactly what its functions hold at home for that purpose")
 def member_invariant(S):
     name = "Member"
     main, member = S["main_on"], S["member_on"]
-    home = set()
-    for r in ("GuardDutyRole", "ManualRole", "ReleaseRole"):
-        home |= allowed_actions(main.role_statements(r))
-    # The Security Hub write-back is at home too (the hub aggregates members' findings).
-    bookkeeping = {a for a in home if a.split(":")[0] in ("s3", "sns", "sqs", "kms", "sts", "securityhub")}
-    bookkeeping |= {"logs:CreateLogStream", "logs:PutLogEvents"}
-    # S3 in the member role is the lockdown's evidence copy (checked by L3).
-    allowed = {a for a in allowed_actions(member.role_statements("MemberRole")) if not a.startswith("s3:")}
-    if allowed != home - bookkeeping:
-        fail(name, f"MemberRole differs from the responder's containment and release: {sorted(allowed ^ (home - bookkeeping))}")
-    nacl_home = set()
-    for r in ("AlarmRole", "ExpirerRole"):
-        nacl_home |= allowed_actions(main.role_statements(r)) & NACL_ACTIONS
-    nacl = allowed_actions(member.role_statements("MemberNaclRole"))
-    if nacl != nacl_home:
-        fail(name, f"MemberNaclRole differs from the alarm's and expirer's NACL actions: {sorted(nacl ^ nacl_home)}")
+    got = {r: allowed_actions(member.role_statements(r)) for r in MEMBER_ROLES if r in roles(member)}
+    missing = set(MEMBER_ROLES) - set(got)
+    if missing:
+        return fail(name, f"template-member.yaml has no {sorted(missing)}")
+    home = {r: allowed_actions(main.role_statements(r)) for r in ("GuardDutyRole", "ManualRole", "ReleaseRole", "AlarmRole", "ExpirerRole")}
+    # The lockdown at home is the manual role's own policy: its reads, its
+    # tag-conditioned writes and its evidence copies.
+    lockdown = policy_actions(main, "ManualRole", "lockdown")
+    if lockdown is None:
+        return fail(name, "ManualRole has no inline policy named lockdown to compare MemberLockdownRole with")
+    if not set(LOCKDOWN_WRITES) <= lockdown:
+        fail(name, f"ManualRole's lockdown policy lacks {sorted(set(LOCKDOWN_WRITES) - lockdown)}")
+    # Containment: the findings and manual roles, without the bookkeeping
+    # and without anything of the lockdown.
+    contain = home["GuardDutyRole"] | home["ManualRole"]
+    contain -= bookkeeping_of(contain) | lockdown
+    # The lockdown: that policy, and the retention it raises (read first).
+    lock = lockdown | {"logs:DescribeLogGroups", "logs:PutRetentionPolicy"}
+    release = home["ReleaseRole"] - bookkeeping_of(home["ReleaseRole"])
+    nacl = (home["AlarmRole"] | home["ExpirerRole"]) & NACL_ACTIONS
+    for r, want in (("MemberRole", contain), ("MemberLockdownRole", lock), ("MemberReleaseRole", release), ("MemberNaclRole", nacl)):
+        if got[r] != want:
+            fail(name, f"{r} differs from what it stands for at home: has {sorted(got[r] - want)}, lacks {sorted(want - got[r])}")
+    # The lockdown's retention only on the configured groups.
+    groups = {f"arn:aws:logs:*:*:log-group:{g}:*" for g in member.params["LogGroups"].split(",")}
+    for s in member.role_statements("MemberLockdownRole"):
+        if s.get("Effect") == "Allow" and "logs:PutRetentionPolicy" in actions_of(s) and set(listify(s["Resource"])) != groups:
+            fail(name, f"MemberLockdownRole: PutRetentionPolicy on {s['Resource']}, not the LogGroups {sorted(groups)}")
+    # Bookkeeping never in a member account; S3 only as the lockdown's evidence.
+    for r, acts in got.items():
+        kept = bookkeeping_of(acts) - ({"s3:ListBucket", "s3:GetObject", "s3:PutObject"} if r == "MemberLockdownRole" else set())
+        if kept:
+            fail(name, f"{r} holds the security account's bookkeeping {sorted(kept)}")
     for r in roles(member):
         for a in allowed_actions(member.role_statements(r)):
             if a.endswith("*"):
@@ -999,6 +1228,12 @@ def securityhub(S):
             fail(name, f"{k} may not invoke the findings function (no permission scoped to it)")
 
 
+def member_users(S, main_key="main_on", member_key="member_on"):
+    """{member role: the responder roles its trust lets in} (the member account's side alone)."""
+    main, member = S[main_key], S[member_key]
+    return {m: {r for r in roles(main) if trusted_by(member, m, main.role_arn(r))} for m in roles(member)}
+
+
 @check("L1 the lockdown changes only what is tagged firebreak:lockdown in its own account, never what is protected")
 def l1(S):
     name = "L1"
@@ -1036,7 +1271,7 @@ def l1(S):
                     fail(name, f"{key} {role}: {action} on a resource tagged firebreak:protected is not denied")
 
 
-@check("L2 the lockdown is a responder's command: the manual role takes down, the release role restores, no finding's role does either")
+@check("L2 the lockdown is a responder's command: the manual role takes down, the release role restores, no finding's role does either, here or through a member role")
 def l2(S):
     name = "L2"
     st = S["main_on"]
@@ -1054,6 +1289,31 @@ def l2(S):
         fail(name, f"ReleaseRole cannot restore: it lacks {sorted(restore - release)}")
     if release & (writes - restore):
         fail(name, f"ReleaseRole may {sorted(release & (writes - restore))}: a release rotates nothing")
+    # The same in every member account, whoever the member roles let in.
+    for main_key, member_key in (("main_on", "member_on"), ("main_long", "member_long"), ("main_member_default", "member")):
+        member = S[member_key]
+        users = member_users(S, main_key, member_key)
+        for m, who in users.items():
+            held = allowed_actions(member.role_statements(m))
+            finding = who & set(FINDING_ROLES)
+            if finding and held & writes:
+                fail(name, f"{member_key} {m} holds the lockdown's {sorted(held & writes)} and {sorted(finding)} may assume it: only a responder's command locks down")
+            if finding and held & {"s3:PutObject"}:
+                fail(name, f"{member_key} {m} writes evidence and {sorted(finding)} may assume it")
+            if "ReleaseRole" in who and held & (writes - restore):
+                fail(name, f"{member_key} {m} may {sorted(held & (writes - restore))} and the release role may assume it: a release rotates nothing")
+            if "ReleaseRole" in who and held & {"s3:PutObject"}:
+                fail(name, f"{member_key} {m} writes evidence and the release role may assume it")
+            if held & (writes - restore) and who - {"ManualRole"}:
+                fail(name, f"{member_key} {m} holds the lockdown's {sorted(held & (writes - restore))} and {sorted(who - {'ManualRole'})} may assume it: the manual role alone locks down")
+            if held & restore and who - {"ManualRole", "ReleaseRole"}:
+                fail(name, f"{member_key} {m} holds {sorted(held & restore)} and {sorted(who - {'ManualRole', 'ReleaseRole'})} may assume it: the manual role takes down, the release role restores")
+        lockers = [m for m in users if writes <= allowed_actions(member.role_statements(m)) and "ManualRole" in users[m]]
+        if not lockers:
+            fail(name, f"{member_key}: no member role the manual role may assume can lock down")
+        restorers = [m for m in users if restore <= allowed_actions(member.role_statements(m)) and "ReleaseRole" in users[m]]
+        if not restorers:
+            fail(name, f"{member_key}: no member role the release role may assume restores services and listeners")
 
 
 @check("L3 evidence: read only from EvidenceBuckets, written once into evidence/, kept as long as the records")

@@ -65,6 +65,31 @@ impl Unreachable {
     }
 }
 
+/// What Firebreak does in a member account, which names the role it
+/// assumes there: `template-member.yaml` deploys one role per purpose, so
+/// the function a finding triggers can neither lock a service down nor
+/// undo containment in a member account, as at home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// Containment, a finding's or a responder's: the configured role.
+    Contain,
+    /// An emergency lockdown (the manual function): `<role>-lockdown`.
+    Lockdown,
+    /// A release (the release function): `<role>-release`.
+    Release,
+}
+
+impl Purpose {
+    /// The member role's name for this purpose, from the configured one.
+    pub fn role_name(self, configured: &str) -> String {
+        match self {
+            Purpose::Contain => configured.to_string(),
+            Purpose::Lockdown => format!("{configured}-lockdown"),
+            Purpose::Release => format!("{configured}-release"),
+        }
+    }
+}
+
 /// One place's entry, locked while its role is assumed.
 type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
@@ -81,7 +106,7 @@ pub struct Places {
     home: Place,
     role: Option<String>,
     accounts: Vec<String>,
-    cache: Mutex<HashMap<(String, String), Slot>>,
+    cache: Mutex<HashMap<(String, String, Purpose), Slot>>,
 }
 
 /// Why an incident in `account` is not acted on with credentials that act
@@ -113,10 +138,24 @@ impl Places {
         &self.home
     }
 
-    /// The place for an incident in `account` and `region` (the home ones
-    /// when the incident does not say). `opened_by` names the session.
+    /// The place for containing an incident in `account` and `region` (the
+    /// home ones when the incident does not say). `opened_by` names the
+    /// session.
     pub async fn get(
         &self,
+        account: Option<&str>,
+        region: Option<&str>,
+        opened_by: &str,
+    ) -> Result<Place, Unreachable> {
+        self.get_for(Purpose::Contain, account, region, opened_by)
+            .await
+    }
+
+    /// [`Places::get`] for `purpose`: in a member account, through the
+    /// role for that purpose.
+    pub async fn get_for(
+        &self,
+        purpose: Purpose,
         account: Option<&str>,
         region: Option<&str>,
         opened_by: &str,
@@ -145,7 +184,7 @@ impl Places {
         let slot = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache
-                .entry((account.to_string(), region.to_string()))
+                .entry((account.to_string(), region.to_string(), purpose))
                 .or_default()
                 .clone()
         };
@@ -168,7 +207,7 @@ impl Places {
                 renew_at: None,
             }
         } else {
-            self.assume(account, region, opened_by).await?
+            self.assume(account, region, purpose, opened_by).await?
         };
         let place = cached.place.clone();
         *slot = Some(cached);
@@ -179,9 +218,10 @@ impl Places {
         &self,
         account: &str,
         region: &str,
+        purpose: Purpose,
         opened_by: &str,
     ) -> Result<Cached, Unreachable> {
-        let role = self.role.as_deref().unwrap_or_default();
+        let role = purpose.role_name(self.role.as_deref().unwrap_or_default());
         let arn = format!("arn:{}:iam::{account}:role/{role}", partition(region));
         let out = self
             .home
@@ -257,6 +297,22 @@ pub fn session_name(opened_by: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_purpose_has_its_own_member_role() {
+        let names: Vec<String> = [Purpose::Contain, Purpose::Lockdown, Purpose::Release]
+            .iter()
+            .map(|p| p.role_name("firebreak-member"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "firebreak-member",
+                "firebreak-member-lockdown",
+                "firebreak-member-release"
+            ]
+        );
+    }
 
     #[test]
     fn session_names_are_what_sts_accepts() {

@@ -205,6 +205,10 @@ pub struct ActedIn {
     pub account: String,
     /// The region.
     pub region: String,
+    /// The member role session the release acted through (absent at home,
+    /// and in releases recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// One action a release undid.

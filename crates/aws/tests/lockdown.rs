@@ -536,6 +536,17 @@ async fn a_lockdown_in_a_member_account_acts_there_and_copies_only_where_that_ro
         seeded::desired_count(&member.ecs, &t.cluster, &t.service).await,
         0
     );
+    // Through the member role only the manual function may assume, never
+    // the containment role a finding's function reaches.
+    let uri = r.record.clone().unwrap();
+    let key = uri.trim_start_matches("s3://org-records/");
+    let record: Value =
+        serde_json::from_slice(&support::object_bytes(&home.s3, "org-records", key).await).unwrap();
+    let session = record["acted_in"]["session"].as_str().unwrap_or_default();
+    assert!(
+        session.contains("assumed-role/firebreak-member-lockdown/"),
+        "{record}"
+    );
     let copy = action(&r, ActionKind::CopyEvidence);
     assert_eq!(copy.status, Status::Skipped, "{copy:?}");
     assert!(

@@ -291,6 +291,13 @@ async fn a_member_accounts_findings_are_contained_there_listed_and_released_back
         let a = action(&rel, ActionKind::Release);
         assert_eq!(a.status, Status::Done, "{rel:#?}");
         assert_eq!(a.prior_state["acted_in"]["account"], MEMBER, "{a:?}");
+        // Through the member role only the release function may assume,
+        // never the containment one.
+        let session = a.prior_state["acted_in"]["session"].as_str().unwrap();
+        assert!(
+            session.contains(&format!("assumed-role/{ROLE}-release/")),
+            "{session}"
+        );
     }
     // Brute force: block, isolation, snapshots (kept as evidence) — three
     // steps and the end; the key and the role policy: one step each.

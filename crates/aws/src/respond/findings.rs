@@ -10,23 +10,13 @@ use firebreak_core::policy::SecurityHubFinding;
 use firebreak_core::{Action, ActionKind};
 use futures_util::future::join_all;
 
-use super::action::{Once, CLAIM_HELD};
-use super::notices::notice_fingerprint;
+use super::action::Once;
+use super::notices::Ending;
 use super::state::{Ran, Run};
 use super::{outcome, param, Executor};
 use crate::actions::securityhub;
 use crate::bucket::layout;
 use crate::outcome::{ActionOutcome, Status};
-
-/// How containment ended, as the write-back tells it.
-struct Ended<'a> {
-    /// Every outcome so far (the notices' included).
-    so_far: &'a [ActionOutcome],
-    /// The name of that ending.
-    fingerprint: &'a str,
-    /// Another delivery holds a claim on the incident: it writes back.
-    waiting: bool,
-}
 
 impl Executor {
     /// Every `update_finding` of the plan, at once; each outcome is kept.
@@ -46,23 +36,8 @@ impl Executor {
         if wanted.is_empty() {
             return;
         }
-        let mut so_far: Vec<ActionOutcome> = outcomes
-            .iter()
-            .flatten()
-            .map(|r| r.outcome.clone())
-            .collect();
-        so_far.extend(extra.iter().cloned());
-        let fingerprint = notice_fingerprint(plan, &so_far);
-        let waiting = so_far.iter().any(|o| {
-            o.error
-                .as_ref()
-                .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
-        });
-        let ended = Ended {
-            so_far: &so_far,
-            fingerprint: &fingerprint,
-            waiting,
-        };
+        // Every outcome so far, the notices' included.
+        let ended = Ending::of(plan, outcomes, extra);
         let writes = wanted
             .into_iter()
             .map(|(index, a)| Box::pin(self.update_finding(run, (index, a), &ended)));
@@ -76,7 +51,7 @@ impl Executor {
         &self,
         run: &Run<'_>,
         (index, a): (usize, &Action),
-        ended: &Ended<'_>,
+        ended: &Ending,
     ) -> (usize, Ran) {
         let r = self.write_once(run, (index, a), ended).await;
         if !r.stored {
@@ -87,12 +62,7 @@ impl Executor {
     }
 
     /// Writes back once per ending of containment, or says why not.
-    async fn write_once(
-        &self,
-        run: &Run<'_>,
-        (index, a): (usize, &Action),
-        ended: &Ended<'_>,
-    ) -> Ran {
+    async fn write_once(&self, run: &Run<'_>, (index, a): (usize, &Action), ended: &Ending) -> Ran {
         if ended.waiting {
             let why = "another delivery holds a claim on this incident; it writes back";
             return Ran::new(outcome(index, a, Status::Skipped, why));
@@ -105,7 +75,7 @@ impl Executor {
             id: a.target.clone(),
             product_arn: product_arn.to_string(),
         };
-        let text = securityhub::note(run.plan, ended.so_far, run.record_uri.as_deref());
+        let text = securityhub::note(run.plan, &ended.so_far, run.record_uri.as_deref());
         let name = format!(
             "{}-{}",
             layout::action_name(a.kind, &a.target),

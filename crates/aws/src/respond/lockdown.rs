@@ -19,6 +19,7 @@ use crate::actions::{ecs, elb, secrets};
 use crate::error::{AwsError, Own};
 use crate::gate::Gate;
 use crate::outcome::Step;
+use crate::place::Purpose;
 
 fn invalid(a: &Action, what: &str) -> AwsError {
     Own::InvalidPlan {
@@ -102,7 +103,12 @@ impl Executor {
         };
         let reach = |region: String| async move {
             self.places
-                .get(Some(&self.account), Some(&region), incident_id)
+                .get_for(
+                    Purpose::Lockdown,
+                    Some(&self.account),
+                    Some(&region),
+                    incident_id,
+                )
                 .await
                 .map_err(|why| why.into_error("CopyObject"))
         };

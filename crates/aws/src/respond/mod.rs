@@ -31,6 +31,7 @@ mod state;
 use std::sync::Arc;
 
 use chrono::Utc;
+use firebreak_core::event::CommandOp;
 use firebreak_core::{Action, ActionKind, Config, PlanStatus, PlannedIncident};
 use serde_json::Value;
 use tracing::instrument;
@@ -42,7 +43,7 @@ use crate::clients::Clients;
 use crate::error::{AwsError, Own};
 use crate::inventory::{Filter, HeldBlock, IncidentDetail, IncidentSummary, Inventory};
 use crate::outcome::{now, ActionOutcome, ErrorInfo, Status, Step};
-use crate::place::{Place, Places, Unreachable};
+use crate::place::{Place, Places, Purpose, Unreachable};
 pub use crate::progress::Progress;
 pub use crate::report::{IncidentReport, Response};
 use crate::undo::Undo;
@@ -242,14 +243,20 @@ impl Executor {
     }
 
     /// The executor for an incident in `account` and `region`, opening a
-    /// member role session named after `incident_id` if it must.
+    /// member role session for `purpose` named after `incident_id` if it
+    /// must.
     pub async fn for_place(
         &self,
+        purpose: Purpose,
         account: Option<&str>,
         region: Option<&str>,
         incident_id: &str,
     ) -> Result<Executor, Unreachable> {
-        Ok(self.at(self.places.get(account, region, incident_id).await?))
+        let place = self
+            .places
+            .get_for(purpose, account, region, incident_id)
+            .await?;
+        Ok(self.at(place))
     }
 
     /// Undo with this executor's records and places; `operation` and what
@@ -361,7 +368,16 @@ impl Executor {
             firebreak_core::Source::CloudwatchAlarm => None,
             _ => i.region.as_deref(),
         };
-        match self.for_place(i.account.as_deref(), region, &i.id).await {
+        // A lockdown acts through the member role only the manual
+        // function may assume; everything else through the containment one.
+        let purpose = match i.command {
+            Some(CommandOp::Lockdown { .. }) => Purpose::Lockdown,
+            _ => Purpose::Contain,
+        };
+        match self
+            .for_place(purpose, i.account.as_deref(), region, &i.id)
+            .await
+        {
             Ok(here) => Box::pin(here.run_here(plan, Where::Here)).await,
             Err(why) => Box::pin(self.run_here(plan, Where::Unreachable(why))).await,
         }

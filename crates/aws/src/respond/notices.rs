@@ -115,20 +115,7 @@ impl Executor {
         for (index, held) in ahead {
             ahead_held[index] = held;
         }
-        let mut so_far: Vec<ActionOutcome> = outcomes
-            .iter()
-            .flatten()
-            .map(|r| r.outcome.clone())
-            .collect();
-        so_far.extend(extra.iter().cloned());
-        let fingerprint = notice_fingerprint(plan, &so_far);
-        // A delivery that found another one still holding a claim is retried
-        // later; the holder tells the team, this one stays quiet.
-        let waiting = so_far.iter().any(|o| {
-            o.error
-                .as_ref()
-                .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
-        });
+        let ending = Ending::of(plan, outcomes, extra);
         let unwritten: Vec<ActionOutcome> = outcomes
             .iter_mut()
             .flatten()
@@ -138,12 +125,7 @@ impl Executor {
                 r.outcome.clone()
             })
             .collect();
-        let as_guessed = guess == Some(fingerprint.as_str());
-        let ending = Ending {
-            so_far: &so_far,
-            fingerprint: &fingerprint,
-            waiting,
-        };
+        let as_guessed = guess == Some(ending.fingerprint.as_str());
         let notices = plan.actions.iter().enumerate().filter_map(|(index, a)| {
             if !matches!(
                 a.kind,
@@ -151,7 +133,7 @@ impl Executor {
             ) {
                 return None;
             }
-            let (mine, stale) = ahead_claim(ahead_held[index].take(), as_guessed, waiting);
+            let (mine, stale) = ahead_claim(ahead_held[index].take(), as_guessed, ending.waiting);
             Some(self.notice(run, (index, a), &ending, mine, stale))
         });
         let keep = self.keep(&run.prefix, &unwritten, &plan.incident.id);
@@ -168,7 +150,7 @@ impl Executor {
         &self,
         run: &Run<'_>,
         (index, a): (usize, &Action),
-        ending: &Ending<'_>,
+        ending: &Ending,
         mine: Option<Held>,
         stale: Option<Held>,
     ) -> (usize, Ran) {
@@ -197,7 +179,7 @@ impl Executor {
         &self,
         run: &Run<'_>,
         (index, a): (usize, &Action),
-        ending: &Ending<'_>,
+        ending: &Ending,
         mine: Option<Held>,
     ) -> Ran {
         let arn = match self.topic_of(a) {
@@ -222,7 +204,7 @@ impl Executor {
                 arn,
                 self.cfg.notice_format,
                 run.plan,
-                ending.so_far,
+                &ending.so_far,
                 run.record_uri.as_deref(),
             )
             .await
@@ -249,13 +231,46 @@ impl Executor {
 }
 
 /// How containment ended, as the notices tell it.
-struct Ending<'a> {
+pub(super) struct Ending {
     /// Every outcome so far.
-    so_far: &'a [ActionOutcome],
-    /// Its fingerprint: the name the notices are claimed under.
-    fingerprint: &'a str,
-    /// Another delivery holds a claim: it notifies, not this one.
-    waiting: bool,
+    pub(super) so_far: Vec<ActionOutcome>,
+    /// Its fingerprint: the name the notices and the write-back are
+    /// claimed under.
+    pub(super) fingerprint: String,
+    /// Another delivery holds a claim: it notifies and writes back, not
+    /// this one.
+    pub(super) waiting: bool,
+}
+
+impl Ending {
+    /// How containment ended once every action has: the outcomes of this
+    /// run and `extra` (the blocks a query found, refusals).
+    pub(super) fn of(
+        plan: &PlannedIncident,
+        outcomes: &[Option<Ran>],
+        extra: &[ActionOutcome],
+    ) -> Ending {
+        let mut so_far: Vec<ActionOutcome> = outcomes
+            .iter()
+            .flatten()
+            .map(|r| r.outcome.clone())
+            .collect();
+        so_far.extend(extra.iter().cloned());
+        let fingerprint = notice_fingerprint(plan, &so_far);
+        // A delivery that found another one still holding a claim is retried
+        // later; the holder tells the team and writes back, this one stays
+        // quiet.
+        let waiting = so_far.iter().any(|o| {
+            o.error
+                .as_ref()
+                .is_some_and(|e| e.code.as_deref() == Some(CLAIM_HELD))
+        });
+        Ending {
+            so_far,
+            fingerprint,
+            waiting,
+        }
+    }
 }
 
 #[cfg(test)]

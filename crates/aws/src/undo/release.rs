@@ -17,7 +17,7 @@ use crate::actions::{ecs, elb, iam, isolate, logs};
 use crate::bucket::layout;
 use crate::error::{AwsError, Own};
 use crate::outcome::{ActionOutcome, Status, Step};
-use crate::place::Place;
+use crate::place::{Place, Purpose};
 use crate::prior::{
     self, ActedIn, BlockPrior, IsolatePrior, KeyPrior, ListenerPrior, QuarantinePrior, QueryPrior,
     ReleasePrior, RetentionPrior, RevokePrior, ScalePrior, Undone,
@@ -155,7 +155,7 @@ impl Undo<'_> {
         let account = at.and_then(|a| a.account.as_deref());
         let region = at.and_then(|a| a.region.as_deref());
         self.places
-            .get(account, region, release_id)
+            .get_for(Purpose::Release, account, region, release_id)
             .await
             .map_err(|why| why.into_error("Release"))
     }
@@ -432,6 +432,7 @@ impl Progressing {
             acted_in: ActedIn {
                 account: here.account.clone(),
                 region: here.region.clone(),
+                session: here.session.clone(),
             },
             undone: self.undone,
         };
