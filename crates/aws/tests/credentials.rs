@@ -261,6 +261,48 @@ async fn a_leaked_key_goes_inactive_with_its_minted_sessions_denied_and_release_
     assert_eq!(permissions(iam, "ci-deployer").await, before);
 }
 
+/// A human turned the leaked key off before the finding came (or before
+/// GuardDuty sent it again): Firebreak still cuts its minted sessions, and
+/// even a forced release lifts only that, never turning the key back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_already_turned_off_stays_off_after_a_forced_release() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-key-off").await;
+    let iam = &acct.clients.iam;
+    let keys = support::user_with_keys(iam, "ci-deployer", 1).await;
+    iam.update_access_key()
+        .user_name("ci-deployer")
+        .access_key_id(&keys[0])
+        .status(StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    let before = permissions(iam, "ci-deployer").await;
+    let mut ev = event("guardduty-leaked-key.json");
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = keys[0].clone().into();
+    let exec = executor(&acct).await;
+
+    let first = run_one(&exec, &acct.cfg, &ev).await;
+    let d = action(&first, ActionKind::DeactivateAccessKey);
+    assert_eq!(d.status, Status::Done, "{first:#?}");
+    assert!(d.detail.contains("was already Inactive"), "{d:?}");
+    assert!(!d.calls.iter().any(|c| c == "UpdateAccessKey"), "{d:?}");
+    assert_eq!(d.prior_state["status"], "Inactive", "{:#}", d.prior_state);
+    assert!(inline(iam, "ci-deployer", REVOKE_POLICY_NAME)
+        .await
+        .is_some());
+
+    let r = run_one(&exec, &acct.cfg, &release(&first.id, true)).await;
+    let rel = action(&r, ActionKind::Release);
+    assert_eq!(rel.status, Status::Done, "{r:#?}");
+    assert!(rel.detail.contains("left Inactive"), "{rel:?}");
+    assert_eq!(
+        support::key_states(iam, "ci-deployer", &keys).await,
+        vec![Some(StatusType::Inactive)]
+    );
+    assert_eq!(permissions(iam, "ci-deployer").await, before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stolen_instance_credentials_revoke_the_role_and_release_lifts_it() {
     let emu = Emulator::start();

@@ -144,6 +144,45 @@ async fn throttling_is_retried_and_the_key_still_goes_inactive() {
     assert_eq!(update.num_calls(), 1);
 }
 
+/// The sessions' policy went on but the deactivation was denied: the user
+/// is left as it was (no policy of Firebreak's), so the retry reads and
+/// records what a release must put back instead of finding only its own
+/// statement.
+#[tokio::test]
+async fn a_failed_deactivation_takes_back_the_sessions_policy_it_placed() {
+    let list = mock!(aws_sdk_iam::Client::list_access_keys).then_output(|| {
+        aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput::builder()
+            .access_key_metadata(key("AKIAIOSFODNN7EXAMPLE", StatusType::Active))
+            .build()
+            .unwrap()
+    });
+    let (status, body) = iam_error(
+        403,
+        "AccessDenied",
+        "not authorized to perform: iam:UpdateAccessKey",
+    );
+    let update = mock!(aws_sdk_iam::Client::update_access_key)
+        .sequence()
+        .http_status(status, body)
+        .repeatedly()
+        .build();
+    let delete = mock!(aws_sdk_iam::Client::delete_user_policy)
+        .match_requests(|r| r.policy_name() == Some("FirebreakRevokeOlderSessions"))
+        .then_output(|| {
+            aws_sdk_iam::operation::delete_user_policy::DeleteUserPolicyOutput::builder().build()
+        });
+    let [get, tags, put] = user_reads_and_the_sessions_policy();
+    let iam = mocked!(
+        aws_sdk_iam,
+        RuleMode::MatchAny,
+        [&list, &update, &delete, &get, &tags, &put]
+    );
+    let err = deactivate(&iam).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("AccessDenied"), "{err:?}");
+    assert_eq!(put.num_calls(), 1, "{err:?}");
+    assert_eq!(delete.num_calls(), 1, "the policy it placed is taken back");
+}
+
 #[tokio::test]
 async fn throttling_that_outlasts_the_retries_is_a_retryable_failure() {
     let (status, body) = iam_error(400, "Throttling", "Rate exceeded");
@@ -228,11 +267,16 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
         aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder().build()
     });
     let [get_policy, tags, put_policy] = user_reads_and_the_sessions_policy();
+    // The sessions' policy placed beside the denied deactivation is taken
+    // back (see a_failed_deactivation_takes_back_the_sessions_policy_it_placed).
+    let take_back = mock!(aws_sdk_iam::Client::delete_user_policy).then_output(|| {
+        aws_sdk_iam::operation::delete_user_policy::DeleteUserPolicyOutput::builder().build()
+    });
     let clients = Clients {
         iam: mocked!(
             aws_sdk_iam,
             RuleMode::MatchAny,
-            [&list, &update, &get_policy, &tags, &put_policy]
+            [&list, &update, &get_policy, &tags, &put_policy, &take_back]
         ),
         ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nothing]),
         s3: mocked!(

@@ -5,6 +5,7 @@
 
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
 use chrono::{DateTime, SecondsFormat, Utc};
+use tracing::warn;
 
 use super::{protection, revoke_policy, statement_id, Inline, Principal, REVOKE_POLICY_NAME};
 use crate::error::{AwsError, Own};
@@ -122,12 +123,32 @@ pub async fn deactivate_access_key(
             Ok::<_, AwsError>(Some(put))
         },
     );
+    if let (Err(_), Ok(Some(_))) = (&deactivated, &denied) {
+        // The deactivation failed but the sessions' policy replaced the
+        // document that was there: put that back, so the retry finds it
+        // and records it (a retry that found only its own statement would
+        // record nothing to restore, and a release would delete the
+        // policy another incident placed).
+        let back = match r.sessions.as_deref() {
+            Some(doc) => sessions.put(iam, doc).await,
+            None => sessions.delete(iam).await,
+        };
+        if let Err(e) = back {
+            warn!(
+                user,
+                code = e.code.as_deref().unwrap_or("-"),
+                "the sessions' policy could not be put back after a failed deactivation"
+            );
+        }
+    }
     calls.extend(deactivated?.into_iter().map(String::from));
     calls.extend(denied?.into_iter().map(String::from));
-    let detail = format!(
-        "key {key_id} of {user} set to Inactive; its sessions issued before {} are denied",
-        now.to_rfc3339_opts(SecondsFormat::Secs, true)
-    );
+    let issued = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let detail = if inactive {
+        format!("key {key_id} of {user} was already Inactive; its sessions issued before {issued} are now denied")
+    } else {
+        format!("key {key_id} of {user} set to Inactive; its sessions issued before {issued} are denied")
+    };
     Ok(Step::new(false, detail, prior, calls))
 }
 
@@ -147,19 +168,25 @@ async fn set_status(
     Ok(())
 }
 
-/// Undo of a deactivation: sets the key Active again and lifts the denial
-/// of its sessions (when the record says it was placed). Only a
-/// responder's explicit, forced release calls this: a leaked key should be
-/// rotated, not re-enabled.
+/// Undo of a deactivation: sets the key Active again (only if it was
+/// Active before: a key someone else had already turned off stays off) and
+/// lifts the denial of its sessions (when the record says it was placed).
+/// Only a responder's explicit, forced release calls this: a leaked key
+/// should be rotated, not re-enabled.
 pub async fn reactivate_access_key(
     iam: &aws_sdk_iam::Client,
     prior: &KeyPrior,
     incident_id: &str,
 ) -> Result<Step, AwsError> {
     let (user, key_id) = (prior.user_name.as_str(), prior.access_key_id.as_str());
-    set_status(iam, user, key_id, StatusType::Active).await?;
-    let mut calls = vec!["UpdateAccessKey".to_string()];
-    let mut detail = format!("key {key_id} of {user} set to Active again");
+    let mut calls = Vec::new();
+    let mut detail = if prior.status == StatusType::Inactive.as_str() {
+        format!("key {key_id} of {user} left Inactive, as it was before Firebreak acted")
+    } else {
+        set_status(iam, user, key_id, StatusType::Active).await?;
+        calls.push("UpdateAccessKey".to_string());
+        format!("key {key_id} of {user} set to Active again")
+    };
     if let Some(s) = &prior.sessions {
         let sessions = Inline {
             on: Principal::User(user),
