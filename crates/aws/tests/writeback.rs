@@ -348,24 +348,21 @@ async fn a_failed_write_back_is_recorded_and_done_by_the_next_delivery() {
     // Security Hub has not imported GuardDuty's finding yet.
     let early = hub((200, json!({ "Findings": [] })), processed());
     let r = rig.deliver(&early, rig.config(&[]), &ev).await;
+    // Skipped, not failed: the invocation succeeds (no Lambda retries into
+    // the failed-events queue) and the claim stays open for the next one.
     let w = of(&r, ActionKind::UpdateFinding);
-    assert_eq!(w.status, Status::Failed, "{w:#?}");
-    let e = w.error.as_ref().unwrap();
-    assert_eq!(
-        (e.operation.as_str(), e.code.as_deref()),
-        ("GetFindings", Some("FindingNotFound"))
+    assert_eq!(w.status, Status::Skipped, "{w:#?}");
+    assert!(
+        w.detail.contains("Security Hub has no finding")
+            && w.detail
+                .contains("the next delivery of the finding writes it"),
+        "{w:#?}"
     );
-    assert!(e.retryable, "Security Hub imports it within minutes");
     assert!(
         early.updates().is_empty(),
         "nothing written to a finding not found"
     );
-    assert!(
-        r.failure().unwrap().contains("update_finding"),
-        "{:?}",
-        r.failure()
-    );
-    assert!(r.retryable());
+    assert_eq!(r.failure(), None, "{r:#?}");
 
     // The next delivery: Security Hub answers 200 but lists it unprocessed.
     let busy = hub(
@@ -390,7 +387,7 @@ async fn a_failed_write_back_is_recorded_and_done_by_the_next_delivery() {
         rig.keys(bucket, "/actions/update_finding-")
             .await
             .iter()
-            .filter(|k| k.contains(".failed-"))
+            .filter(|k| k.ends_with(".skipped.json") || k.contains(".failed-"))
             .count(),
         2,
         "each attempt on record"
@@ -414,7 +411,10 @@ async fn a_failed_write_back_is_recorded_and_done_by_the_next_delivery() {
     assert_eq!(rig.notices().await, 1, "one notice in all");
     let finals = rig.keys(bucket, "/actions/update_finding-").await;
     assert_eq!(
-        finals.iter().filter(|k| !k.contains(".failed-")).count(),
+        finals
+            .iter()
+            .filter(|k| !k.contains(".failed-") && !k.ends_with(".skipped.json"))
+            .count(),
         1,
         "{finals:?}"
     );

@@ -168,6 +168,20 @@ pub async fn write_back(
                 vec!["GetFindings".into()],
             ))
         }
+        // GuardDuty's own event usually comes minutes before Security Hub
+        // imports the finding. Not a failure of the incident (that would
+        // fail the invocation and, after Lambda's retries, fill the
+        // failed-events queue): skipped, its claim left open, so the next
+        // delivery of the finding writes back.
+        Err(e) if e.is("FindingNotFound") => {
+            return Ok(Step::refused(
+                format!(
+                    "{}: not written back now; the next delivery of the finding writes it",
+                    e.message
+                ),
+                vec!["GetFindings".into()],
+            ))
+        }
         other => other?,
     };
     let workflow = Workflow::for_status(status.as_deref());
