@@ -696,3 +696,170 @@ async fn isolation_never_ends_in_the_open_group() {
     let now = support::eni_group_ids(ec2, &instance).await;
     assert!(now.iter().any(|g| iso_group.contains(g)), "{now:?}");
 }
+
+/// EC2 changes, by the action whose gate they wait for: (the claim path's
+/// action name, its budget's kind, or `None` when it has no budget).
+fn gated_by(op: &str) -> Option<(&'static str, Option<&'static str>)> {
+    match op {
+        "CreateSnapshot" => Some(("snapshot_volumes", None)),
+        "CreateNetworkAclEntry" | "ReplaceNetworkAclEntry" => Some(("block_ip", Some("block_ip"))),
+        "CreateSecurityGroup"
+        | "AuthorizeSecurityGroupIngress"
+        | "AuthorizeSecurityGroupEgress"
+        | "RevokeSecurityGroupEgress"
+        | "CreateTags"
+        | "ModifyInstanceAttribute"
+        | "ModifyNetworkInterfaceAttribute" => Some(("isolate_instance", Some("isolate_instance"))),
+        _ => None,
+    }
+}
+
+/// A brute force isolates the instance and snapshots its volumes: every
+/// read either needs goes out in the first round trip, beside the claims
+/// and the budget — one DescribeInstances for both (the interfaces, their
+/// groups and the volumes are in its answer, never read again), the
+/// termination protection, Firebreak's groups in the finding's VPC, this
+/// incident's snapshots, the NACL. No change reaches AWS before the
+/// answers of its action's claim and budget calls (the gate), the first
+/// time in a VPC and where the groups exist (the budget counter then needs
+/// its update first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_reads_leave_in_the_first_trip_and_no_change_precedes_the_gate() {
+    let rig = rig().await;
+    let delay = Duration::from_millis(300);
+    rig.proxy.delay_all(Some(delay));
+    let seeded = &rig.local.seeded;
+    let first_in_vpc = seeded.event("guardduty-ssh-brute-force.json");
+    let other =
+        support::instance_in(&rig.local.clients.ec2, &seeded.subnet, &seeded.web_group).await;
+    let mut groups_exist = seeded.event("guardduty-ssh-brute-force.json");
+    groups_exist["detail"]["id"] = "second-brute-force-in-this-vpc".into();
+    groups_exist["detail"]["resource"]["instanceDetails"]["instanceId"] = other.into();
+    groups_exist["detail"]["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]
+        ["ipAddressV4"] = "198.51.100.200".into();
+    for ev in [first_in_vpc, groups_exist] {
+        let (r, seen) = rig.traced(&ev).await;
+        for kind in [
+            ActionKind::IsolateInstance,
+            ActionKind::SnapshotVolumes,
+            ActionKind::BlockIp,
+        ] {
+            assert_eq!(status_of(&r, kind), Status::Done, "{:#?}", shown(&r));
+        }
+        let order = order_of(&seen);
+        let count = |name: &'static str| positions(&seen, op("ec2", name)).len();
+        assert_eq!(
+            count("DescribeInstances"),
+            1,
+            "one read for both: {order:#?}"
+        );
+        assert_eq!(count("DescribeNetworkInterfaces"), 0, "{order:#?}");
+        assert_eq!(count("DescribeVolumes"), 0, "{order:#?}");
+        assert_eq!(count("DescribeSecurityGroups"), 1, "{order:#?}");
+        let first = seen[0].at;
+        for read in [
+            "DescribeInstances",
+            "DescribeInstanceAttribute",
+            "DescribeSecurityGroups",
+            "DescribeSnapshots",
+            "DescribeNetworkAcls",
+        ] {
+            let at = seen[positions(&seen, op("ec2", read))[0]].at;
+            assert!(
+                at < first + delay / 2,
+                "{read} leaves in the first round trip, not after an answer: {at:?} {order:#?}"
+            );
+        }
+        let changes: Vec<&Call> = seen.iter().filter(|c| gated_by(&c.op).is_some()).collect();
+        assert!(changes.len() >= 5, "{order:#?}");
+        for change in changes {
+            let (action, budget) = gated_by(&change.op).unwrap();
+            let claim = format!("/claims/{action}-");
+            let spent = budget.map(|b| format!("/budget/{ACCOUNT}/{b}/"));
+            let gate: Vec<&Call> = seen
+                .iter()
+                .filter(|c| {
+                    c.path.contains(&claim) || spent.as_ref().is_some_and(|b| c.path.contains(b))
+                })
+                .filter(|c| c.at <= change.at)
+                .collect();
+            assert!(
+                !gate.is_empty(),
+                "{} without its gate: {order:#?}",
+                change.op
+            );
+            for g in gate {
+                assert!(
+                    change.at >= g.at + delay,
+                    "{} {} sent before {} {} was answered: {order:#?}",
+                    change.op,
+                    change.path,
+                    g.op,
+                    g.path
+                );
+            }
+        }
+    }
+}
+
+/// The finding names the VPC its groups are read in; when the instance's
+/// interface is in another (a stale or wrong finding), Firebreak's groups
+/// there are read too before anything is made or trusted: a group named
+/// like the isolation group that is not Firebreak's is still refused, and
+/// nothing is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finding_naming_another_vpc_does_not_skip_the_isolation_group_check() {
+    let rig = rig().await;
+    let seeded = &rig.local.seeded;
+    let ec2 = &rig.local.clients.ec2;
+    let fake = ec2
+        .create_security_group()
+        .vpc_id(&seeded.vpc)
+        .group_name(firebreak_aws::actions::isolate::ISOLATION_GROUP)
+        .description("looks like Firebreak's, is not")
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let mut ev = seeded.event("guardduty-ssh-brute-force.json");
+    ev["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["vpcId"] =
+        "vpc-00000000000000000".into();
+    rig.proxy.clear_seen();
+    let r = rig.deliver_event(&ev).await;
+    let seen = rig.proxy.seen();
+    let order = order_of(&seen);
+    assert_eq!(
+        status_of(&r, ActionKind::IsolateInstance),
+        Status::Failed,
+        "{:#?}",
+        shown(&r)
+    );
+    let iso = r.incidents[0]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::IsolateInstance)
+        .unwrap();
+    let err = iso.error.as_ref().unwrap();
+    assert_eq!(
+        err.code.as_deref(),
+        Some("UntrustedIsolationGroup"),
+        "{err:?}"
+    );
+    assert!(err.message.contains(&fake), "{err:?}");
+    assert_eq!(
+        positions(&seen, op("ec2", "DescribeSecurityGroups")).len(),
+        2,
+        "the finding's VPC, then the interface's: {order:#?}"
+    );
+    for change in [
+        "CreateSecurityGroup",
+        "ModifyNetworkInterfaceAttribute",
+        "CreateTags",
+    ] {
+        assert!(
+            positions(&seen, op("ec2", change)).is_empty(),
+            "{change}: {order:#?}"
+        );
+    }
+}

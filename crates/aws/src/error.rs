@@ -297,7 +297,7 @@ impl Own {
             Own::NoNetworkAcl { .. } | Own::NaclNotFound { .. } => "DescribeNetworkAcls",
             Own::NoSuchKey { .. } => "ListAccessKeys",
             Own::NoSuchInstance { .. } => "DescribeInstances",
-            Own::NoNetworkInterface { .. } => "DescribeNetworkInterfaces",
+            Own::NoNetworkInterface { .. } => "DescribeInstances",
             Own::UntrustedIsolationGroup { .. } => "DescribeSecurityGroups",
             Own::GroupUnreadable { .. } => "CreateSecurityGroup",
             Own::NoOriginalGroups => "ModifyNetworkInterfaceAttribute",

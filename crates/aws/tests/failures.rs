@@ -773,33 +773,31 @@ fn group_filter(
 async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
     use aws_sdk_ec2::operation as op;
     use aws_sdk_ec2::types::{
-        AttributeBooleanValue, GroupIdentifier, Instance, NetworkInterface, Reservation,
+        AttributeBooleanValue, GroupIdentifier, Instance, InstanceNetworkInterface, Reservation,
         SecurityGroup,
     };
+    // The interfaces and their groups come with the instance: nothing
+    // reads them again (DescribeNetworkInterfaces is not mocked here).
     let instances = mock!(aws_sdk_ec2::Client::describe_instances).then_output(|| {
+        let eni = |id: &str, sg: &str| {
+            InstanceNetworkInterface::builder()
+                .network_interface_id(id)
+                .vpc_id("vpc-0fedcba9876543210")
+                .groups(GroupIdentifier::builder().group_id(sg).build())
+                .build()
+        };
         op::describe_instances::DescribeInstancesOutput::builder()
             .reservations(
                 Reservation::builder()
                     .instances(
                         Instance::builder()
                             .instance_id("i-0abc123def4567890")
+                            .network_interfaces(eni("eni-0aaa", "sg-0web"))
+                            .network_interfaces(eni("eni-0bbb", "sg-0db"))
                             .build(),
                     )
                     .build(),
             )
-            .build()
-    });
-    let enis = mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_output(|| {
-        let eni = |id: &str, sg: &str| {
-            NetworkInterface::builder()
-                .network_interface_id(id)
-                .vpc_id("vpc-0fedcba9876543210")
-                .groups(GroupIdentifier::builder().group_id(sg).build())
-                .build()
-        };
-        op::describe_network_interfaces::DescribeNetworkInterfacesOutput::builder()
-            .network_interfaces(eni("eni-0aaa", "sg-0web"))
-            .network_interfaces(eni("eni-0bbb", "sg-0db"))
             .build()
     });
     let attr = mock!(aws_sdk_ec2::Client::describe_instance_attribute).then_output(|| {
@@ -858,7 +856,7 @@ async fn isolation_moves_each_eni_to_allow_all_then_to_the_empty_group_alone() {
     let ec2 = mocked!(
         aws_sdk_ec2,
         RuleMode::MatchAny,
-        [&instances, &enis, &attr, &groups, &modify, &tags, &protect]
+        [&instances, &attr, &groups, &modify, &tags, &protect]
     );
     let step = firebreak_aws::actions::isolate::isolate_instance(
         &ec2,

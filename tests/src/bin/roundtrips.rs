@@ -10,18 +10,29 @@
 //! delay, and the round trips are (time with the delay − time without) ÷
 //! the delay. Each run is on a freshly seeded account (a new emulator);
 //! the median of `--runs` runs is reported. It prints a table and, with
-//! `--json FILE`, writes the figures for BENCHMARKS.md.
+//! `--json FILE`, writes the figures for BENCHMARKS.md (`--only TEXT` runs
+//! the rows whose label contains TEXT, `--trace` prints each run's calls).
+//!
+//! Two kinds of row. *In-process*: the executor called here, with clients
+//! built before the clock starts. *Whole process*: `firebreak respond
+//! EVENT` (the debug binary of the shared build) started as a user starts
+//! it, its endpoint the proxy, STS asked as the CLI asks it, the emulator
+//! warmed first (`Local::warm_emulator`); "everything" is its exit, and
+//! containment is read off the outcomes it prints. Both kinds subtract the
+//! same run without the delay, so start-up cancels out and what remains is
+//! the round trips a user waits for.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use firebreak_aws::clients::Limits;
 use firebreak_aws::{respond, respond_asking, Clients, Executor, HomeAnswer};
-use firebreak_core::plan_event;
-use firebreak_e2e::proxy::FaultProxy;
-use firebreak_e2e::{cli_arg, Local, ACCOUNT};
+use firebreak_core::{plan_event, ActionKind};
+use firebreak_e2e::proxy::{Call, FaultProxy};
+use firebreak_e2e::{bin_dir, cli_arg, Local, ACCOUNT};
 
 /// How a run starts.
 #[derive(Clone, Copy, PartialEq)]
@@ -51,6 +62,16 @@ impl Start {
 const EVENTS: [(&str, Start); 6] = [
     ("guardduty-leaked-key.json", Start::Warm),
     ("guardduty-leaked-key.json", Start::Cold),
+    ("guardduty-temporary-credentials.json", Start::Warm),
+    ("guardduty-ssh-brute-force.json", Start::Warm),
+    ("guardduty-ssh-brute-force.json", Start::GroupsExist),
+    ("alarm-failed-login.json", Start::Warm),
+];
+
+/// The whole-process rows: `firebreak respond EVENT`, which always asks
+/// STS beside its first calls.
+const PROCESS_EVENTS: [(&str, Start); 5] = [
+    ("guardduty-leaked-key.json", Start::Warm),
     ("guardduty-temporary-credentials.json", Start::Warm),
     ("guardduty-ssh-brute-force.json", Start::Warm),
     ("guardduty-ssh-brute-force.json", Start::GroupsExist),
@@ -121,17 +142,104 @@ async fn once(name: &str, start: Start, delay: Duration) -> Sample {
         .map(|t| (t.with_timezone(&Utc) - began).to_std().unwrap_or_default())
         .unwrap_or_default();
     let calls = proxy.seen().split_off(t0);
-    if std::env::args().any(|a| a == "--trace") {
-        let first = calls.first().map(|c| c.at).unwrap_or_default();
-        for c in &calls {
-            let ms = (c.at - first).as_millis();
-            println!("  {ms:>6} ms  {} {} {}", c.service, c.op, c.path);
-        }
-    }
+    trace(&calls);
     Sample {
         containment,
         everything,
         calls: calls.len(),
+    }
+}
+
+/// With `--trace`, each call of a run, from the first.
+fn trace(calls: &[Call]) {
+    if std::env::args().any(|a| a == "--trace") {
+        let first = calls.first().map(|c| c.at).unwrap_or_default();
+        for c in calls {
+            let ms = c.at.saturating_sub(first).as_millis();
+            println!("  {ms:>6} ms  {} {} {}", c.service, c.op, c.path);
+        }
+    }
+}
+
+/// One whole-process run: `firebreak respond EVENT` against a fresh,
+/// warmed account, every call through the proxy (STS too).
+async fn once_process(name: &str, start: Start, delay: Duration) -> Sample {
+    let local = Local::start().await;
+    local.add_app_server_role().await;
+    local.warm_emulator().await;
+    let proxy = FaultProxy::start(&local.emu.url);
+    if start == Start::GroupsExist {
+        let through = local
+            .emu
+            .sdk_config_through(&proxy.url, Limits::DEFAULT)
+            .await;
+        let cfg = local.seeded.config(&[]);
+        let exec = Executor::for_account(Clients::from_config(&through), cfg.clone(), ACCOUNT);
+        isolate_another_first(&local, &exec, &cfg).await;
+    }
+    let event = std::env::temp_dir().join(format!(
+        "firebreak-roundtrips-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::write(&event, local.seeded.event(name).to_string()).unwrap();
+    let mut cmd = Command::new(bin_dir().join("firebreak"));
+    cmd.arg("respond").arg(&event).envs(local.seeded.settings());
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("RUST_LOG", "warn"),
+    ] {
+        cmd.env(k, v);
+    }
+    proxy.delay_all(Some(delay));
+    let t0 = proxy.seen().len();
+    let began = Utc::now();
+    let clock = Instant::now();
+    let out = cmd.output().expect("run firebreak respond");
+    let everything = clock.elapsed();
+    let _ = std::fs::remove_file(&event);
+    if !out.status.success() {
+        eprintln!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let calls = proxy.seen().split_off(t0);
+    trace(&calls);
+    Sample {
+        containment: containment_printed(&out.stdout, began),
+        everything,
+        calls: calls.len(),
+    }
+}
+
+/// From the response `firebreak respond` prints: when the last
+/// containment action finished, after `began`.
+fn containment_printed(stdout: &[u8], began: DateTime<Utc>) -> Duration {
+    let response: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_default();
+    let actions = response["incidents"].as_array().into_iter().flatten();
+    let last = actions
+        .flat_map(|i| i["actions"].as_array().into_iter().flatten())
+        .filter(|a| {
+            serde_json::from_value::<ActionKind>(a["kind"].clone())
+                .is_ok_and(ActionKind::is_containment)
+        })
+        .filter_map(|a| DateTime::parse_from_rfc3339(a["at"].as_str()?).ok())
+        .max();
+    last.map(|t| (t.with_timezone(&Utc) - began).to_std().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// How a row is run.
+#[derive(Clone, Copy)]
+enum Kind {
+    InProcess,
+    Process,
+}
+
+async fn sample(kind: Kind, name: &str, start: Start, delay: Duration) -> Sample {
+    match kind {
+        Kind::InProcess => once(name, start, delay).await,
+        Kind::Process => once_process(name, start, delay).await,
     }
 }
 
@@ -144,21 +252,32 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn main() {
     let delay = Duration::from_millis(cli_arg("--delay-ms").map_or(100, |v| v.parse().unwrap()));
     let runs: usize = cli_arg("--runs").map_or(3, |v| v.parse().unwrap());
+    // `--only TEXT`: the rows whose label contains TEXT.
+    let only = cli_arg("--only");
     println!(
         "AWS round trips on the critical path (every call held {} ms; median of {runs} runs)",
         delay.as_millis()
     );
     println!(
-        "{:<52} {:>12} {:>8} {:>12} {:>8} {:>6}",
+        "{:<68} {:>12} {:>8} {:>12} {:>8} {:>6}",
         "event", "containment", "trips", "everything", "trips", "calls"
     );
     let mut rows = Vec::new();
-    for (name, start) in EVENTS {
+    let in_process = EVENTS.map(|(n, s)| (Kind::InProcess, n, s));
+    let process = PROCESS_EVENTS.map(|(n, s)| (Kind::Process, n, s));
+    for (kind, name, start) in in_process.into_iter().chain(process) {
+        let label = match kind {
+            Kind::InProcess => start.label(name),
+            Kind::Process => format!("firebreak respond {}", start.label(name)),
+        };
+        if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
+            continue;
+        }
         let mut slow = Vec::new();
         let mut fast = Vec::new();
         for _ in 0..runs {
-            slow.push(once(name, start, delay).await);
-            fast.push(once(name, start, Duration::ZERO).await);
+            slow.push(sample(kind, name, start, delay).await);
+            fast.push(sample(kind, name, start, Duration::ZERO).await);
         }
         let calls = slow[0].calls;
         let med = |v: &[Sample], f: fn(&Sample) -> Duration| median(v.iter().map(f).collect());
@@ -167,9 +286,8 @@ async fn main() {
         let trips = |with: Duration, without: Duration| {
             with.saturating_sub(without).as_secs_f64() / delay.as_secs_f64()
         };
-        let label = start.label(name);
         println!(
-            "{:<52} {:>10}ms {:>8.1} {:>10}ms {:>8.1} {:>6}",
+            "{:<68} {:>10}ms {:>8.1} {:>10}ms {:>8.1} {:>6}",
             label,
             c.as_millis(),
             trips(c, c0),
@@ -178,7 +296,8 @@ async fn main() {
             calls
         );
         rows.push(serde_json::json!({
-            "event": name, "isolated_in_this_vpc_before": start == Start::GroupsExist, "sts_asked_meanwhile": start == Start::Cold, "delay_ms": delay.as_millis() as u64,
+            "event": name, "whole_process": matches!(kind, Kind::Process),
+            "isolated_in_this_vpc_before": start == Start::GroupsExist, "sts_asked_meanwhile": start == Start::Cold || matches!(kind, Kind::Process), "delay_ms": delay.as_millis() as u64,
             "containment_ms": c.as_millis() as u64, "containment_ms_no_delay": c0.as_millis() as u64,
             "containment_trips": trips(c, c0),
             "everything_ms": e.as_millis() as u64, "everything_ms_no_delay": e0.as_millis() as u64,

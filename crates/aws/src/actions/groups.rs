@@ -45,9 +45,11 @@ fn untrustworthy(g: &aws_sdk_ec2::types::SecurityGroup) -> Option<String> {
     })
 }
 
-/// Firebreak's groups in every VPC, read at once.
+/// Firebreak's groups in the VPCs read, read at once.
 #[derive(Debug, Default)]
 pub(crate) struct ManagedGroups {
+    /// The VPCs read (none: every VPC).
+    pub(crate) vpcs: Vec<String>,
     /// (VPC, name) → id.
     pub(crate) ids: BTreeMap<(String, String), String>,
     /// VPC → why the group named like the isolation group there cannot be
@@ -55,21 +57,35 @@ pub(crate) struct ManagedGroups {
     pub(crate) untrusted: BTreeMap<String, String>,
 }
 
-/// Firebreak's groups in every VPC, read at once.
-pub(crate) async fn managed_groups(ec2: &aws_sdk_ec2::Client) -> Result<ManagedGroups, AwsError> {
-    let found = ec2
-        .describe_security_groups()
-        .filters(
+/// Firebreak's groups in `vpcs` (in every VPC when none is named), read
+/// at once.
+pub(crate) async fn managed_groups(
+    ec2: &aws_sdk_ec2::Client,
+    vpcs: &[String],
+) -> Result<ManagedGroups, AwsError> {
+    let mut read = ec2.describe_security_groups().filters(
+        Filter::builder()
+            .name("group-name")
+            .values(ISOLATION_GROUP)
+            .values(UNTRACK_GROUP)
+            .build(),
+    );
+    if !vpcs.is_empty() {
+        read = read.filters(
             Filter::builder()
-                .name("group-name")
-                .values(ISOLATION_GROUP)
-                .values(UNTRACK_GROUP)
+                .name("vpc-id")
+                .set_values(Some(vpcs.to_vec()))
                 .build(),
-        )
+        );
+    }
+    let found = read
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-    let mut out = ManagedGroups::default();
+    let mut out = ManagedGroups {
+        vpcs: vpcs.to_vec(),
+        ..ManagedGroups::default()
+    };
     for g in found.security_groups() {
         let (Some(vpc), Some(name), Some(id)) = (g.vpc_id(), g.group_name(), g.group_id()) else {
             continue;
@@ -87,6 +103,12 @@ pub(crate) async fn managed_groups(ec2: &aws_sdk_ec2::Client) -> Result<ManagedG
 }
 
 impl ManagedGroups {
+    /// True when the read covered `vpc`: what it holds about `vpc`, groups
+    /// or none, is what is there.
+    pub(crate) fn covers(&self, vpc: &str) -> bool {
+        self.vpcs.is_empty() || self.vpcs.iter().any(|v| v == vpc)
+    }
+
     /// The id of the group `name` in `vpc`, if it exists (and, for the
     /// isolation group, can be trusted).
     pub(crate) fn id(&self, vpc: &str, name: &str) -> Option<&String> {

@@ -11,6 +11,7 @@ pub mod elb;
 pub mod evidence;
 pub mod groups;
 pub mod iam;
+pub(crate) mod instance;
 pub mod isolate;
 pub mod logs;
 pub mod nacl;

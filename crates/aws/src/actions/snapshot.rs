@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType};
 use futures_util::future::join_all;
 
-use super::isolate::{attached_to, tags_on, INCIDENT_TAG};
+use super::instance::InstanceReads;
+use super::isolate::{tags_on, INCIDENT_TAG};
 use crate::error::AwsError;
 use crate::gate::Gate;
 use crate::outcome::Step;
@@ -94,24 +95,29 @@ pub async fn snapshot_volumes(
     incident_id: &str,
     gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
-    let volumes = async {
-        ec2.describe_volumes()
-            .filters(attached_to(instance_id))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeVolumes", e))
-    };
-    let (volumes, existing) =
-        tokio::try_join!(volumes, incident_snapshots(ec2, incident_id, None))?;
+    let reads = InstanceReads::default();
+    snapshot_volumes_read(ec2, instance_id, incident_id, &reads, gate).await
+}
+
+/// [`snapshot_volumes`], the instance's volumes taken from its one
+/// `DescribeInstances` of this run (`reads`, shared with its isolation),
+/// read beside this incident's snapshots.
+pub(crate) async fn snapshot_volumes_read(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    incident_id: &str,
+    reads: &InstanceReads,
+    gate: &Gate<'_>,
+) -> Result<Step, AwsError> {
+    let (instance, existing) = tokio::try_join!(
+        reads.get(ec2, instance_id),
+        incident_snapshots(ec2, incident_id, None)
+    )?;
     let mut calls = vec![
-        "DescribeVolumes".to_string(),
+        "DescribeInstances".to_string(),
         "DescribeSnapshots".to_string(),
     ];
-    let vols: Vec<&str> = volumes
-        .volumes()
-        .iter()
-        .filter_map(|v| v.volume_id())
-        .collect();
+    let vols: Vec<&str> = instance.volumes.iter().map(String::as_str).collect();
     if vols.is_empty() {
         return Ok(Step::refused(
             format!("instance {instance_id} has no EBS volume attached"),

@@ -7,7 +7,7 @@ use firebreak_core::{Action, ActionKind, PlannedIncident};
 use futures_util::future::{join, join3, join_all, FutureExt};
 use tracing::warn;
 
-use super::state::{Early, Ran};
+use super::state::{Early, Ran, Run};
 use super::{failed, from_result, not_acted, outcome, Executor};
 use crate::bucket::budget::{self, Spent};
 use crate::bucket::claim::{Claim, Claims, Held};
@@ -180,21 +180,19 @@ impl Executor {
     /// reads what it needs; only its first change waits for them (the gate).
     pub(super) async fn claimed(
         &self,
-        plan: &PlannedIncident,
-        claims: Option<&Claims<'_>>,
-        prefix: &str,
+        run: &Run<'_>,
         index: usize,
         a: &Action,
         early: &Early<'_>,
     ) -> Vec<Ran> {
-        let (Some(claims), Some(store)) = (claims, &self.records) else {
-            return self.unclaimed(plan, index, a).await;
+        let (Some(claims), Some(store)) = (run.claims.as_ref(), &self.records) else {
+            return self.unclaimed(run, index, a).await;
         };
         let one = One {
-            plan,
+            plan: run.plan,
             claims,
             store,
-            prefix,
+            prefix: &run.prefix,
             name: layout::action_name(a.kind, &a.target),
             index,
             action: a,
@@ -204,7 +202,8 @@ impl Executor {
             Decided::Go(_) => Ok(()),
             Decided::Stop(_) => Err(Own::NotCarriedOut.into()),
         }));
-        let (decided, contained) = join(decision, self.contain(plan, index, a, &gate)).await;
+        let contained = self.contain(run, index, a, &gate);
+        let (decided, contained) = join(decision, contained).await;
         match decided {
             Decided::Stop(reported) => reported,
             Decided::Go(held) => self.end_claim(&one, &held, contained, early).await,
@@ -215,11 +214,11 @@ impl Executor {
     /// one); the actions are idempotent by themselves. Without a claim to
     /// decide beside, a guessed account is settled before anything, reads
     /// included.
-    async fn unclaimed(&self, plan: &PlannedIncident, index: usize, a: &Action) -> Vec<Ran> {
+    async fn unclaimed(&self, run: &Run<'_>, index: usize, a: &Action) -> Vec<Ran> {
         if let Some(why) = self.unconfirmed().await {
             return vec![Ran::new(not_acted(index, a, why))];
         }
-        self.contain(plan, index, a, &Gate::open())
+        self.contain(run, index, a, &Gate::open())
             .await
             .into_iter()
             .map(Ran::new)

@@ -6,6 +6,7 @@ use chrono::Utc;
 use firebreak_core::{Action, ActionKind, PlannedIncident};
 use tracing::{info, warn};
 
+use super::state::Run;
 use super::{from_result, param, Executor};
 use crate::actions::{iam, isolate, logs, snapshot};
 use crate::error::{AwsError, Own};
@@ -15,23 +16,31 @@ use crate::outcome::{ActionOutcome, Status, Step};
 impl Executor {
     pub(super) async fn contain(
         &self,
-        plan: &PlannedIncident,
+        run: &Run<'_>,
         index: usize,
         a: &Action,
         gate: &Gate<'_>,
     ) -> Vec<ActionOutcome> {
+        let plan = run.plan;
         let i = &plan.incident;
+        let ec2 = &self.clients.ec2;
         let result: Result<Step, AwsError> = match a.kind {
             ActionKind::DeactivateAccessKey
             | ActionKind::RevokeRoleSessions
             | ActionKind::QuarantineUser => self.credentials(&i.id, a, gate).await,
             ActionKind::BlockIp => self.block(plan, a, plan.dry_run, gate).await,
             ActionKind::IsolateInstance => {
+                let subject = isolate::Subject {
+                    instance_id: &a.target,
+                    vpcs: finding_vpcs(plan, &a.target),
+                    incident_id: &i.id,
+                };
                 let tag = &self.cfg.protected_tag;
-                isolate::isolate_instance(&self.clients.ec2, &a.target, &i.id, tag, gate).await
+                isolate::isolate(ec2, &subject, tag, &run.instances, gate).await
             }
             ActionKind::SnapshotVolumes => {
-                snapshot::snapshot_volumes(&self.clients.ec2, &a.target, &i.id, gate).await
+                let reads = &run.instances;
+                snapshot::snapshot_volumes_read(ec2, &a.target, &i.id, reads, gate).await
             }
             ActionKind::IncreaseMonitoring => {
                 let days = a
@@ -95,5 +104,14 @@ impl Executor {
             }
             _ => iam::quarantine_user(iam, &a.target, incident_id, tag, gate).await,
         }
+    }
+}
+
+/// The VPCs the finding names for `instance` (none when it names another
+/// instance or no network details, as a responder's request by id does).
+fn finding_vpcs<'a>(plan: &'a PlannedIncident, instance: &str) -> &'a [String] {
+    match &plan.incident.subjects.instance {
+        Some(i) if i.id == instance => &i.vpcs,
+        _ => &[],
     }
 }

@@ -16,6 +16,7 @@ use super::action::earlier;
 use super::notices::planned_fingerprint;
 use super::state::{Early, Ran, Run};
 use super::{not_acted, outcome, Executor, Where};
+use crate::actions::instance::InstanceReads;
 use crate::bucket::claim::{ClaimBody, Claims, Held};
 use crate::bucket::layout;
 use crate::outcome::{ActionOutcome, Status};
@@ -129,6 +130,7 @@ impl Executor {
             record_uri,
             claims,
             acted,
+            instances: InstanceReads::default(),
         }
     }
 
@@ -146,16 +148,7 @@ impl Executor {
                 sent: AtomicBool::new(false),
             };
             Box::pin(async move {
-                let group = self
-                    .claimed(
-                        run.plan,
-                        run.claims.as_ref(),
-                        &run.prefix,
-                        *index,
-                        a,
-                        &early,
-                    )
-                    .await;
+                let group = self.claimed(run, *index, a, &early).await;
                 early.send(&group);
             })
         }))

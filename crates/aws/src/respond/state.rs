@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use firebreak_core::PlannedIncident;
 
+use crate::actions::instance::InstanceReads;
 use crate::bucket::claim::Claims;
 use crate::outcome::ActionOutcome;
 
@@ -21,6 +22,8 @@ pub(crate) struct Run<'a> {
     pub(crate) claims: Option<Claims<'a>>,
     /// Whether it acts in its place (the record says where).
     pub(crate) acted: bool,
+    /// The instances its actions read, each read once for all of them.
+    pub(crate) instances: InstanceReads,
 }
 
 /// An outcome and whether it is already in the records bucket.

@@ -3,15 +3,9 @@
 
 use super::attached_to;
 use crate::actions::groups::{managed_group, ManagedGroups, ISOLATION_GROUP, UNTRACK_GROUP};
+use crate::actions::instance::LiveEni;
 use crate::error::{AwsError, Own};
 use crate::prior::EniPrior;
-
-/// One ENI of an instance as EC2 describes it now.
-pub(super) struct LiveEni {
-    pub(super) id: String,
-    pub(super) vpc: String,
-    pub(super) groups: Vec<String>,
-}
 
 pub(super) async fn enis_of(
     ec2: &aws_sdk_ec2::Client,

@@ -6,13 +6,18 @@
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, InstanceAttributeName, ResourceType, Tag, TagSpecification,
 };
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use futures_util::future::join_all;
 
 use super::groups::{managed_groups, ManagedGroups, MANAGED_TAG};
 pub use super::groups::{ISOLATION_GROUP, UNTRACK_GROUP};
 mod eni;
 
-use eni::{enis_of, isolate_eni, set_groups, LiveEni};
+use eni::{enis_of, isolate_eni, set_groups};
+
+use super::instance::{InstanceReads, LiveEni, LiveInstance};
 
 use crate::error::{AwsError, Own};
 use crate::gate::Gate;
@@ -39,50 +44,11 @@ pub(crate) fn tags_on(kind: ResourceType, incident_id: &str) -> TagSpecification
         .build()
 }
 
-pub(crate) fn attached_to(instance_id: &str) -> Filter {
+fn attached_to(instance_id: &str) -> Filter {
     Filter::builder()
         .name("attachment.instance-id")
         .values(instance_id)
         .build()
-}
-
-/// The instance as EC2 describes it now.
-struct LiveInstance {
-    tags: Vec<(String, String)>,
-}
-
-async fn describe_instance(
-    ec2: &aws_sdk_ec2::Client,
-    instance_id: &str,
-) -> Result<LiveInstance, AwsError> {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(instance_id)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
-    let inst = out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .next()
-        .ok_or_else(|| {
-            AwsError::from(Own::NoSuchInstance {
-                instance: instance_id.to_string(),
-            })
-        })?;
-    Ok(LiveInstance {
-        tags: inst
-            .tags()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
-    })
 }
 
 async fn termination_protection(
@@ -116,35 +82,68 @@ async fn set_termination_protection(
     Ok(())
 }
 
-/// What isolating an instance reads first: four reads at once.
+/// What isolating an instance reads first, three reads at once: the
+/// instance (its interfaces and their groups come with it, shared with the
+/// incident's snapshots), its termination protection, and Firebreak's
+/// groups in the VPCs the finding names.
 struct Live {
-    instance: LiveInstance,
-    enis: Vec<LiveEni>,
+    instance: Arc<LiveInstance>,
     protected_before: bool,
     groups: ManagedGroups,
 }
 
 /// The calls [`read`] makes.
-const READS: [&str; 4] = [
+const READS: [&str; 3] = [
     "DescribeInstances",
-    "DescribeNetworkInterfaces",
     "DescribeInstanceAttribute",
     "DescribeSecurityGroups",
 ];
 
-async fn read(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Result<Live, AwsError> {
-    let (instance, enis, protected_before, groups) = tokio::try_join!(
-        describe_instance(ec2, instance_id),
-        enis_of(ec2, instance_id),
-        termination_protection(ec2, instance_id),
-        managed_groups(ec2),
+/// What to isolate, and where the finding says it is.
+pub(crate) struct Subject<'a> {
+    /// The instance.
+    pub(crate) instance_id: &'a str,
+    /// The VPCs of its interfaces, as the finding names them (none: not
+    /// known, Firebreak's groups are read in every VPC).
+    pub(crate) vpcs: &'a [String],
+    /// The incident it is isolated for.
+    pub(crate) incident_id: &'a str,
+}
+
+async fn read(
+    ec2: &aws_sdk_ec2::Client,
+    subject: &Subject<'_>,
+    reads: &InstanceReads,
+) -> Result<(Live, Vec<String>), AwsError> {
+    let id = subject.instance_id;
+    let (instance, protected_before, groups) = tokio::try_join!(
+        reads.get(ec2, id),
+        termination_protection(ec2, id),
+        managed_groups(ec2, subject.vpcs),
     )?;
-    Ok(Live {
+    let mut calls: Vec<String> = READS.map(String::from).to_vec();
+    // An interface in a VPC the finding did not name (the finding is
+    // stale, or wrong): Firebreak's groups there are read before anything
+    // is trusted or made, one round trip more, only then.
+    let unread: BTreeSet<String> = instance
+        .enis
+        .iter()
+        .filter(|e| !groups.covers(&e.vpc))
+        .map(|e| e.vpc.clone())
+        .collect();
+    let groups = if unread.is_empty() {
+        groups
+    } else {
+        let vpcs: BTreeSet<String> = instance.enis.iter().map(|e| e.vpc.clone()).collect();
+        calls.push("DescribeSecurityGroups".into());
+        managed_groups(ec2, &vpcs.into_iter().collect::<Vec<_>>()).await?
+    };
+    let live = Live {
         instance,
-        enis,
         protected_before,
         groups,
-    })
+    };
+    Ok((live, calls))
 }
 
 impl Live {
@@ -163,13 +162,14 @@ impl Live {
                 "instance {instance_id} carries the protected tag `{k}`"
             )));
         }
-        if self.enis.is_empty() {
+        if self.instance.enis.is_empty() {
             return Err(Own::NoNetworkInterface {
                 instance: instance_id.to_string(),
             }
             .into());
         }
         let untrusted = self
+            .instance
             .enis
             .iter()
             .find_map(|e| self.groups.untrusted.get_key_value(&e.vpc));
@@ -205,7 +205,7 @@ impl Live {
 /// (so the evidence is not thrown away). An instance that now carries the
 /// protected tag is refused, whatever the signal said.
 ///
-/// Round trips: the four reads go out at once (and alongside the claim);
+/// Round trips: the three reads go out at once (and alongside the claim);
 /// after the gate, the groups (only the first time in a VPC), the tag and
 /// termination protection at once, then the two moves of each ENI (all ENIs
 /// at once).
@@ -216,12 +216,35 @@ pub async fn isolate_instance(
     protected_tag: &str,
     gate: &Gate<'_>,
 ) -> Result<Step, AwsError> {
-    let live = read(ec2, instance_id).await?;
-    let mut calls: Vec<String> = READS.map(String::from).to_vec();
+    let subject = Subject {
+        instance_id,
+        vpcs: &[],
+        incident_id,
+    };
+    let reads = InstanceReads::default();
+    isolate(ec2, &subject, protected_tag, &reads, gate).await
+}
+
+/// [`isolate_instance`] of what a finding names, its instance read once
+/// with the incident's other actions (`reads`).
+pub(crate) async fn isolate(
+    ec2: &aws_sdk_ec2::Client,
+    subject: &Subject<'_>,
+    protected_tag: &str,
+    reads: &InstanceReads,
+    gate: &Gate<'_>,
+) -> Result<Step, AwsError> {
+    let (instance_id, incident_id) = (subject.instance_id, subject.incident_id);
+    let (live, mut calls) = read(ec2, subject, reads).await?;
     if let Some(why) = live.refusal(instance_id, protected_tag)? {
         return Ok(Step::refused(why, calls));
     }
-    let to_move: Vec<&LiveEni> = live.enis.iter().filter(|e| !live.isolated(e)).collect();
+    let to_move: Vec<&LiveEni> = live
+        .instance
+        .enis
+        .iter()
+        .filter(|e| !live.isolated(e))
+        .collect();
     let tagged = live.tagged(incident_id);
     let already = to_move.is_empty() && tagged && live.protected_before;
     if !already {
@@ -237,6 +260,7 @@ pub async fn isolate_instance(
         ),
     );
     let mut recorded: Vec<EniPrior> = live
+        .instance
         .enis
         .iter()
         .filter(|e| live.isolated(e))
@@ -260,7 +284,7 @@ pub async fn isolate_instance(
     } else {
         format!(
             "instance {instance_id} isolated ({} network interface(s)), tagged, termination protection on",
-            live.enis.len()
+            live.instance.enis.len()
         )
     };
     let prior = IsolatePrior {
