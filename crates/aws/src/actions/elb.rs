@@ -39,6 +39,16 @@ fn is_maintenance(actions: &[Action]) -> bool {
     }))
 }
 
+/// True when a release could not put `actions` back: an OpenID Connect
+/// authentication needs its client secret, which AWS never returns (the
+/// restore would have to reuse the existing one, and after the lockdown
+/// there is none), so the listener would stay on 503.
+fn needs_a_secret_back(actions: &[Action]) -> bool {
+    actions
+        .iter()
+        .any(|a| a.r#type() == Some(&ActionTypeEnum::AuthenticateOidc))
+}
+
 /// The load balancer a listener ARN belongs to (`…:listener/app/n/lb/l` →
 /// `…:loadbalancer/app/n/lb`), so its tags are read beside the listener.
 fn load_balancer_of(listener_arn: &str) -> Option<String> {
@@ -137,6 +147,12 @@ pub async fn serve_maintenance(
         ));
     }
     let before = live.listener.default_actions();
+    if needs_a_secret_back(before) {
+        return Ok(Step::refused(
+            format!("listener {listener_arn} authenticates with OpenID Connect: AWS never returns its client secret, so a release could not put its default actions back; take it down by hand (a listener rule) or leave it out of the lockdown"),
+            calls,
+        ));
+    }
     let state = prior::to_json(&ListenerPrior {
         listener_arn: listener_arn.to_string(),
         load_balancer_arn: live.listener.load_balancer_arn().map(str::to_string),
@@ -217,6 +233,11 @@ mod tests {
             None
         );
         assert!(is_maintenance(&[maintenance_response()]));
+        let oidc = Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateOidc)
+            .build();
+        assert!(needs_a_secret_back(&[oidc, maintenance_response()]));
+        assert!(!needs_a_secret_back(&[maintenance_response()]));
         assert!(!is_maintenance(&[
             maintenance_response(),
             maintenance_response()
