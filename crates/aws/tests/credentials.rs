@@ -303,6 +303,60 @@ async fn a_key_already_turned_off_stays_off_after_a_forced_release() {
     assert_eq!(permissions(iam, "ci-deployer").await, before);
 }
 
+/// A responder's later request on the same incident (the Security Hub
+/// custom action firebreak-quarantine on the GuardDuty finding) runs a plan
+/// of its own, whose outcomes share the incident and restart at index 0. A
+/// release of one action by its index undoes that action of the record's
+/// plan only; the whole release undoes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_by_index_undoes_that_action_of_the_record_alone() {
+    let emu = Emulator::start();
+    let acct = account(&emu, "records-by-index").await;
+    let iam = &acct.clients.iam;
+    let keys = support::user_with_keys(iam, "ci-deployer", 1).await;
+    let before = permissions(iam, "ci-deployer").await;
+    let mut ev = event("guardduty-leaked-key.json");
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = keys[0].clone().into();
+    let exec = executor(&acct).await;
+    let found = run_one(&exec, &acct.cfg, &ev).await;
+    let asked = run_one(
+        &exec,
+        &acct.cfg,
+        &event("securityhub-guardduty-leaked-key-custom-quarantine.json"),
+    )
+    .await;
+    assert_eq!(asked.id, found.id, "one incident");
+    let q = action(&asked, ActionKind::QuarantineUser);
+    assert_eq!((q.status, q.index), (Status::Done, 0), "{asked:#?}");
+    assert!(inline(iam, "ci-deployer", QUARANTINE_POLICY_NAME)
+        .await
+        .is_some());
+
+    // Index 0 of the record's plan is the (skipped) block: nothing to undo,
+    // and the quarantine, index 0 of the later plan, stays.
+    let mut by_index = release(&found.id, true);
+    by_index["action"] = 0.into();
+    let r = run_one(&exec, &acct.cfg, &by_index).await;
+    assert_eq!(
+        status_of(&r, ActionKind::Release),
+        Status::AlreadyDone,
+        "{r:#?}"
+    );
+    assert!(inline(iam, "ci-deployer", QUARANTINE_POLICY_NAME)
+        .await
+        .is_some());
+
+    // The whole release undoes the key's sessions' denial, the key (forced)
+    // and the quarantine.
+    let r = run_one(&exec, &acct.cfg, &release(&found.id, true)).await;
+    assert_eq!(status_of(&r, ActionKind::Release), Status::Done, "{r:#?}");
+    assert_eq!(
+        support::key_states(iam, "ci-deployer", &keys).await,
+        vec![Some(StatusType::Active)]
+    );
+    assert_eq!(permissions(iam, "ci-deployer").await, before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stolen_instance_credentials_revoke_the_role_and_release_lifts_it() {
     let emu = Emulator::start();

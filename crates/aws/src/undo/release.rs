@@ -36,6 +36,18 @@ struct Record {
 }
 
 impl Record {
+    /// Whether `o` is the action at `index` of the recorded plan. The
+    /// index alone is not enough: a responder's later request on the same
+    /// incident (a Security Hub custom action) runs a plan of its own whose
+    /// outcomes share the incident's prefix and restart at 0.
+    fn is_action(&self, index: usize, o: &ActionOutcome) -> bool {
+        o.index == index
+            && self
+                .actions
+                .get(index)
+                .is_some_and(|a| a["kind"] == o.kind.as_str() && a["target"] == o.target.as_str())
+    }
+
     /// The Security Hub findings its plan wrote back to.
     fn findings(&self) -> Vec<SecurityHubFinding> {
         self.actions
@@ -88,9 +100,9 @@ impl Undo<'_> {
             o.status == Status::Done
                 && o.kind.is_containment()
                 && o.kind != ActionKind::Release
-                && a.params
-                    .action
-                    .is_none_or(|n| usize::try_from(n).is_ok_and(|n| n == o.index))
+                && a.params.action.is_none_or(|n| {
+                    usize::try_from(n).is_ok_and(|n| earlier.record.is_action(n, o))
+                })
         };
         let todo: Vec<&ActionOutcome> = earlier.outcomes.iter().filter(wanted).collect();
         let here = self
