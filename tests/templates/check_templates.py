@@ -1327,13 +1327,22 @@ def l3(S):
         if "RecordsBucket" in st.resources:
             records = st.getatt("RecordsBucket", "Arn")
             allowed |= {records, f"{records}/*"}
+        # The EvidenceBucket itself may only be listed (HeadObject answers a
+        # copy not made yet with 404, not 403), by the role that copies.
+        evidence_bucket = f"arn:aws:s3:::{st.params['EvidenceBucket']}"
+        copier = "ManualRole" if key == "main_on" else "MemberLockdownRole"
+        listed = False
         for role, stmts in all_role_statements(st).items():
             for s in stmts:
                 if s.get("Effect") != "Allow" or not actions_of(s) & {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}:
                     continue
                 for r in listify(s.get("Resource", [])):
-                    if r not in allowed:
+                    if r == evidence_bucket and actions_of(s) == {"s3:ListBucket"} and role == copier:
+                        listed = True
+                    elif r not in allowed:
                         fail(name, f"{key} {role}: S3 reads or writes on {r}, outside the records and the evidence buckets")
+        if not listed:
+            fail(name, f"{key} {copier} may not list {evidence_bucket}: a copy not made yet answers 403, and every evidence copy fails")
         if key == "member_on":
             continue
         raw = st.resources["RecordsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]

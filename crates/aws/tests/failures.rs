@@ -144,12 +144,12 @@ async fn throttling_is_retried_and_the_key_still_goes_inactive() {
     assert_eq!(update.num_calls(), 1);
 }
 
-/// The sessions' policy went on but the deactivation was denied: the user
-/// is left as it was (no policy of Firebreak's), so the retry reads and
-/// records what a release must put back instead of finding only its own
-/// statement.
+/// The sessions' policy went on, replacing another incident's document of
+/// that name, but the deactivation was denied: that document is put back,
+/// so the retry reads and records what a release must restore instead of
+/// finding only its own statement.
 #[tokio::test]
-async fn a_failed_deactivation_takes_back_the_sessions_policy_it_placed() {
+async fn a_failed_deactivation_puts_back_the_sessions_policy_it_replaced() {
     let list = mock!(aws_sdk_iam::Client::list_access_keys).then_output(|| {
         aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput::builder()
             .access_key_metadata(key("AKIAIOSFODNN7EXAMPLE", StatusType::Active))
@@ -166,21 +166,39 @@ async fn a_failed_deactivation_takes_back_the_sessions_policy_it_placed() {
         .http_status(status, body)
         .repeatedly()
         .build();
-    let delete = mock!(aws_sdk_iam::Client::delete_user_policy)
-        .match_requests(|r| r.policy_name() == Some("FirebreakRevokeOlderSessions"))
+    let earlier = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Firebreakfbearlier","Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+    let get = mock!(aws_sdk_iam::Client::get_user_policy).then_output(move || {
+        aws_sdk_iam::operation::get_user_policy::GetUserPolicyOutput::builder()
+            .user_name("ci-deployer")
+            .policy_name("FirebreakRevokeOlderSessions")
+            .policy_document(earlier)
+            .build()
+            .unwrap()
+    });
+    let documents = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = documents.clone();
+    let put = mock!(aws_sdk_iam::Client::put_user_policy)
+        .match_requests(move |r| {
+            seen.lock()
+                .unwrap()
+                .push(r.policy_document().unwrap_or_default().to_string());
+            true
+        })
         .then_output(|| {
-            aws_sdk_iam::operation::delete_user_policy::DeleteUserPolicyOutput::builder().build()
+            aws_sdk_iam::operation::put_user_policy::PutUserPolicyOutput::builder().build()
         });
-    let [get, tags, put] = user_reads_and_the_sessions_policy();
+    let [_, tags, _] = user_reads_and_the_sessions_policy();
     let iam = mocked!(
         aws_sdk_iam,
         RuleMode::MatchAny,
-        [&list, &update, &delete, &get, &tags, &put]
+        [&list, &update, &get, &tags, &put]
     );
     let err = deactivate(&iam).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("AccessDenied"), "{err:?}");
-    assert_eq!(put.num_calls(), 1, "{err:?}");
-    assert_eq!(delete.num_calls(), 1, "the policy it placed is taken back");
+    let documents = documents.lock().unwrap().clone();
+    assert_eq!(documents.len(), 2, "{documents:?}");
+    assert!(documents[0].contains("Firebreakinc1"), "{documents:?}");
+    assert_eq!(documents[1], earlier, "the replaced document is put back");
 }
 
 #[tokio::test]
@@ -267,16 +285,11 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
         aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder().build()
     });
     let [get_policy, tags, put_policy] = user_reads_and_the_sessions_policy();
-    // The sessions' policy placed beside the denied deactivation is taken
-    // back (see a_failed_deactivation_takes_back_the_sessions_policy_it_placed).
-    let take_back = mock!(aws_sdk_iam::Client::delete_user_policy).then_output(|| {
-        aws_sdk_iam::operation::delete_user_policy::DeleteUserPolicyOutput::builder().build()
-    });
     let clients = Clients {
         iam: mocked!(
             aws_sdk_iam,
             RuleMode::MatchAny,
-            [&list, &update, &get_policy, &tags, &put_policy, &take_back]
+            [&list, &update, &get_policy, &tags, &put_policy]
         ),
         ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nothing]),
         s3: mocked!(

@@ -355,7 +355,7 @@ async fn a_failed_write_back_is_recorded_and_done_by_the_next_delivery() {
     assert!(
         w.detail.contains("Security Hub has no finding")
             && w.detail
-                .contains("the next delivery of the finding writes it"),
+                .contains("the next delivery of this finding writes it"),
         "{w:#?}"
     );
     assert!(

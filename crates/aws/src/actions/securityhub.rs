@@ -176,7 +176,7 @@ pub async fn write_back(
         Err(e) if e.is("FindingNotFound") => {
             return Ok(Step::refused(
                 format!(
-                    "{}: not written back now; the next delivery of the finding writes it",
+                    "{}: not written back now; the next delivery of this finding writes it (GuardDuty's update of a recurring finding, or Security Hub's Imported event where SecurityHubImportedGuardDuty routes it)",
                     e.message
                 ),
                 vec!["GetFindings".into()],

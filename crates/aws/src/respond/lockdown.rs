@@ -124,7 +124,14 @@ impl Executor {
             bucket: into,
             prefix: format!("evidence/{incident_id}/{bucket}/"),
             incident_id,
-            kms_key_id: self.cfg.records_kms_key_id.as_deref(),
+            // The records' KMS key for copies into the records bucket; an
+            // EvidenceBucket (possibly written from a member account, whose
+            // role has no grant on that key) keeps them with SSE-S3.
+            kms_key_id: self
+                .cfg
+                .records_kms_key_id
+                .as_deref()
+                .filter(|_| self.cfg.evidence_bucket.is_none()),
         };
         let bounds = Bounds {
             max_objects: self.cfg.evidence_max_objects,

@@ -123,17 +123,15 @@ pub async fn deactivate_access_key(
             Ok::<_, AwsError>(Some(put))
         },
     );
-    if let (Err(_), Ok(Some(_))) = (&deactivated, &denied) {
-        // The deactivation failed but the sessions' policy replaced the
-        // document that was there: put that back, so the retry finds it
-        // and records it (a retry that found only its own statement would
-        // record nothing to restore, and a release would delete the
-        // policy another incident placed).
-        let back = match r.sessions.as_deref() {
-            Some(doc) => sessions.put(iam, doc).await,
-            None => sessions.delete(iam).await,
-        };
-        if let Err(e) = back {
+    if let (Err(_), Ok(Some(_)), Some(doc)) = (&deactivated, &denied, r.sessions.as_deref()) {
+        // The deactivation failed but the sessions' policy replaced another
+        // document of that name: put it back, so the retry finds it and
+        // records it (a retry that found only its own statement would
+        // record nothing to restore, and a release would delete the policy
+        // another incident placed). Where there was none, the retry finds
+        // its own statement and records "none before", which is right; the
+        // containing roles may not delete an inline policy anyway.
+        if let Err(e) = sessions.put(iam, doc).await {
             warn!(
                 user,
                 code = e.code.as_deref().unwrap_or("-"),
@@ -180,13 +178,18 @@ pub async fn reactivate_access_key(
 ) -> Result<Step, AwsError> {
     let (user, key_id) = (prior.user_name.as_str(), prior.access_key_id.as_str());
     let mut calls = Vec::new();
-    let mut detail = if prior.status == StatusType::Inactive.as_str() {
-        format!("key {key_id} of {user} left Inactive, as it was before Firebreak acted")
-    } else {
+    // Recorded Inactive: someone had turned it off, or an earlier attempt of
+    // Firebreak's did and failed on the sessions' policy. Either way turning
+    // a leaked key on is a human's call, with the AWS CLI.
+    let reactivate = prior.status != StatusType::Inactive.as_str();
+    let mut detail = if reactivate {
         set_status(iam, user, key_id, StatusType::Active).await?;
         calls.push("UpdateAccessKey".to_string());
         format!("key {key_id} of {user} set to Active again")
+    } else {
+        format!("key {key_id} of {user} left Inactive: it was Inactive when Firebreak read it (aws iam update-access-key --user-name {user} --access-key-id {key_id} --status Active turns it on)")
     };
+    let mut lifted_any = false;
     if let Some(s) = &prior.sessions {
         let sessions = Inline {
             on: Principal::User(user),
@@ -197,11 +200,12 @@ pub async fn reactivate_access_key(
             .await?;
         calls.extend(more);
         if lifted {
+            lifted_any = true;
             detail.push_str("; its older sessions are no longer denied");
         }
     }
     Ok(Step::new(
-        false,
+        !reactivate && !lifted_any,
         detail,
         prior::to_json(&KeyPrior {
             status: "Inactive".into(),
