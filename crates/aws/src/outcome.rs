@@ -170,3 +170,20 @@ impl Step {
         self.change == Change::AlreadyThere
     }
 }
+
+/// An outcome for unit tests: index 0, no detail, state or calls, at a
+/// fixed time.
+#[cfg(test)]
+pub(crate) fn fixture(kind: ActionKind, target: &str, status: Status) -> ActionOutcome {
+    ActionOutcome {
+        index: 0,
+        kind,
+        target: target.into(),
+        status,
+        detail: String::new(),
+        prior_state: serde_json::Value::Null,
+        calls: Vec::new(),
+        error: None,
+        at: "2026-11-22T03:00:00.000Z".into(),
+    }
+}

@@ -15,7 +15,7 @@ use firebreak_aws::outcome::Status;
 use firebreak_aws::Executor;
 use firebreak_core::ActionKind;
 use serde_json::{json, Value};
-use support::account::{account, action, event, run_one, status_of, Account};
+use support::account::{account, action, event, leaked_key, run_one, status_of, Account};
 use support::Emulator;
 
 /// Everything IAM says about a user's permissions: inline policy names
@@ -201,8 +201,7 @@ async fn a_leaked_key_goes_inactive_with_its_minted_sessions_denied_and_release_
     let iam = &acct.clients.iam;
     let keys = support::user_with_keys(iam, "ci-deployer", 2).await;
     let before = permissions(iam, "ci-deployer").await;
-    let mut ev = event("guardduty-leaked-key.json");
-    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = keys[0].clone().into();
+    let ev = leaked_key(&keys[0]);
     let exec = executor(&acct).await;
 
     let first = run_one(&exec, &acct.cfg, &ev).await;
@@ -278,8 +277,7 @@ async fn a_key_already_turned_off_stays_off_after_a_forced_release() {
         .await
         .unwrap();
     let before = permissions(iam, "ci-deployer").await;
-    let mut ev = event("guardduty-leaked-key.json");
-    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = keys[0].clone().into();
+    let ev = leaked_key(&keys[0]);
     let exec = executor(&acct).await;
 
     let first = run_one(&exec, &acct.cfg, &ev).await;
@@ -315,8 +313,7 @@ async fn a_release_by_index_undoes_that_action_of_the_record_alone() {
     let iam = &acct.clients.iam;
     let keys = support::user_with_keys(iam, "ci-deployer", 1).await;
     let before = permissions(iam, "ci-deployer").await;
-    let mut ev = event("guardduty-leaked-key.json");
-    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = keys[0].clone().into();
+    let ev = leaked_key(&keys[0]);
     let exec = executor(&acct).await;
     let found = run_one(&exec, &acct.cfg, &ev).await;
     let asked = run_one(
@@ -362,13 +359,7 @@ async fn stolen_instance_credentials_revoke_the_role_and_release_lifts_it() {
     let emu = Emulator::start();
     let acct = account(&emu, "records-instance-creds").await;
     let iam = &acct.clients.iam;
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    iam.create_role()
-        .role_name("app-server-role")
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
+    support::ec2_role(iam, "app-server-role").await;
     let exec = executor(&acct).await;
     let ev = event("guardduty-temporary-credentials.json");
     assert!(ev["detail"]["type"]

@@ -149,13 +149,7 @@ async fn temporary_credentials_revoke_the_roles_older_sessions() {
     let emu = Emulator::start();
     let acct = account(&emu, "records-temp-creds").await;
     let iam = &acct.clients.iam;
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    iam.create_role()
-        .role_name("app-server-role")
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
+    support::ec2_role(iam, "app-server-role").await;
     let ev = event("guardduty-temporary-credentials.json");
     let plan = plan_event(ev.to_string().as_bytes(), &acct.cfg).unwrap();
     let exec = Executor::connect(acct.clients.clone(), acct.cfg.clone())

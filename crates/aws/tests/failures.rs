@@ -47,6 +47,25 @@ macro_rules! mocked {
     }};
 }
 
+/// Clients whose every call fails the test (no rule answers it): a test
+/// names the services it answers and takes the rest from here, so a new
+/// service in `Clients` touches this one place.
+fn unmocked() -> Clients {
+    Clients {
+        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, []),
+        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, []),
+        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, []),
+        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
+        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
+        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
+        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
+        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
+        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
+        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
+        config: aws_config::SdkConfig::builder().build(),
+    }
+}
+
 /// IAM's query-protocol error body.
 fn iam_error(status: u16, code: &str, message: &str) -> (u16, Option<String>) {
     (
@@ -298,13 +317,7 @@ async fn access_denied_is_recorded_as_failed_while_the_rest_still_runs() {
             [&listing, &release, &put, &get]
         ),
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
-        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
-        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
-        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
-        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
-        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
-        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
-        config: aws_config::SdkConfig::builder().build(),
+        ..unmocked()
     };
     let vars: BTreeMap<String, String> = [
         ("FIREBREAK_RECORDS_BUCKET", "records"),
@@ -911,19 +924,7 @@ async fn a_block_is_rechecked_against_the_allow_list_before_any_call() {
         aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput::builder().build()
     });
     let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, [&nobody]);
-    let clients = Clients {
-        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, []),
-        ec2,
-        s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, []),
-        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
-        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
-        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
-        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
-        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
-        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
-        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
-        config: aws_config::SdkConfig::builder().build(),
-    };
+    let clients = Clients { ec2, ..unmocked() };
     let when_planned = Config::load(&BTreeMap::new(), None).unwrap();
     let command = serde_json::json!({"command": "block_ip", "ip": "198.51.100.40", "subnet_ids": ["subnet-0123456789abcdef0"], "requested_by": "oncall", "reason": "test"});
     let plans = plan_event(command.to_string().as_bytes(), &when_planned).unwrap();
@@ -981,16 +982,9 @@ async fn a_member_role_that_cannot_be_assumed_fails_named_and_touches_nothing() 
         .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
     let clients = Clients {
         iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, [&any_iam]),
-        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, []),
         s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, [&put]),
-        sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, []),
-        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, [&refuse]),
-        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
-        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, []),
-        elb: mocked!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, []),
-        secrets: mocked!(aws_sdk_secretsmanager, RuleMode::MatchAny, []),
-        config: aws_config::SdkConfig::builder().build(),
+        ..unmocked()
     };
     let vars: BTreeMap<String, String> = [
         ("FIREBREAK_MEMBER_ROLE_NAME", "firebreak-member"),
@@ -1143,13 +1137,8 @@ async fn a_lockdown_part_denied_leaves_the_others_done_recorded_and_named() {
                 .build()
         });
     let clients = Clients {
-        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, []),
-        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, []),
         s3: mocked!(aws_sdk_s3, RuleMode::MatchAny, [&put, &listing, &get]),
         sns: mocked!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
-        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, []),
-        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, []),
-        securityhub: mocked!(aws_sdk_securityhub, RuleMode::MatchAny, []),
         ecs: mocked!(
             aws_sdk_ecs,
             RuleMode::MatchAny,
@@ -1165,7 +1154,7 @@ async fn a_lockdown_part_denied_leaves_the_others_done_recorded_and_named() {
             RuleMode::MatchAny,
             [&describe_secret, &rotate]
         ),
-        config: aws_config::SdkConfig::builder().build(),
+        ..unmocked()
     };
     let vars: BTreeMap<String, String> = [
         ("FIREBREAK_RECORDS_BUCKET", "records"),

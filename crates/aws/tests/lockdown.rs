@@ -558,8 +558,13 @@ async fn a_lockdown_in_a_member_account_acts_there_and_copies_only_where_that_ro
         .is_empty());
 
     command["request_id"] = "with an evidence bucket".into();
+    // The records' KMS key is for the records bucket: the member's lockdown
+    // role has no grant on it, so copies into the EvidenceBucket are SSE-S3.
     let r = run(
-        config(&[("FIREBREAK_EVIDENCE_BUCKET", "org-evidence")]),
+        config(&[
+            ("FIREBREAK_EVIDENCE_BUCKET", "org-evidence"),
+            ("FIREBREAK_RECORDS_KMS_KEY_ID", "alias/firebreak-records"),
+        ]),
         command,
     )
     .await;
@@ -571,5 +576,18 @@ async fn a_lockdown_in_a_member_account_acts_there_and_copies_only_where_that_ro
         kept.iter()
             .all(|k| k.starts_with(&format!("evidence/{}/org-uploads/users/", r.id))),
         "{kept:?}"
+    );
+    let head = member
+        .s3
+        .head_object()
+        .bucket("org-evidence")
+        .key(&kept[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256),
+        "{head:?}"
     );
 }

@@ -131,7 +131,6 @@ async fn a_member_accounts_findings_are_contained_there_listed_and_released_back
     assert_eq!(caller_account(member.sts.clone()).await.unwrap(), MEMBER);
 
     // The same names in both accounts: acting in the wrong one would show.
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let mut keys = Vec::new();
     let mut nacls = Vec::new();
     for c in [&home, &member] {
@@ -140,13 +139,7 @@ async fn a_member_accounts_findings_are_contained_there_listed_and_released_back
                 .await
                 .remove(0),
         );
-        c.iam
-            .create_role()
-            .role_name("app-server-role")
-            .assume_role_policy_document(trust)
-            .send()
-            .await
-            .unwrap();
+        support::ec2_role(&c.iam, "app-server-role").await;
         nacls.push(support::vpc_with_subnet(&c.ec2).await);
     }
     let (home_key, member_key) = (&keys[0], &keys[1]);

@@ -335,19 +335,7 @@ mod tests {
             .remove(0)
     }
 
-    fn outcome(kind: ActionKind, target: &str, status: Status) -> ActionOutcome {
-        ActionOutcome {
-            index: 0,
-            kind,
-            target: target.into(),
-            status,
-            detail: String::new(),
-            prior_state: serde_json::Value::Null,
-            calls: Vec::new(),
-            error: None,
-            at: "2026-11-22T03:00:00.000Z".into(),
-        }
-    }
+    use crate::outcome::fixture as outcome;
 
     #[test]
     fn only_a_new_finding_is_set_to_notified() {

@@ -55,6 +55,13 @@ pub fn event(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The sample leaked-key finding, naming `key` (a key the test made).
+pub fn leaked_key(key: &str) -> Value {
+    let mut ev = event("guardduty-leaked-key.json");
+    ev["detail"]["resource"]["accessKeyDetails"]["accessKeyId"] = key.into();
+    ev
+}
+
 pub async fn notices(acct: &Account) -> Vec<Value> {
     super::notices(&acct.sqs, &acct.queue_url).await
 }

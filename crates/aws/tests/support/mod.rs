@@ -17,6 +17,18 @@ pub mod lockdown;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 
+/// A role EC2 instances may assume, as the instance-credential findings
+/// name one.
+pub async fn ec2_role(iam: &aws_sdk_iam::Client, name: &str) {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// The emulated account: the one the sample events in `events/` name.
 pub const ACCOUNT: &str = "111122223333";
 

@@ -6,19 +6,7 @@ fn at(t: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
 }
 
-fn outcome(kind: ActionKind, target: &str, status: Status) -> ActionOutcome {
-    ActionOutcome {
-        index: 0,
-        kind,
-        target: target.into(),
-        status,
-        detail: String::new(),
-        prior_state: serde_json::Value::Null,
-        calls: Vec::new(),
-        error: None,
-        at: "2026-11-22T03:00:00.000Z".into(),
-    }
-}
+use crate::outcome::fixture as outcome;
 
 #[test]
 fn incident_objects_round_trip() {
